@@ -1,0 +1,3 @@
+"""illada-eval: evaluation harness for masked diffusion language models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from illada_eval.cli import main
+
+raise SystemExit(main())
