@@ -3,3 +3,13 @@
 This package imports nothing else of the project's; its algorithms take a plain callable
 ``logits_fn(input_ids, attention_mask) -> logits`` (or a module whose output has ``.logits``).
 """
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
+
+from .checkpoint import CheckpointError, load_model, resolve_checkpoint
+from .config import ILLADA_MASK_TOKEN_ID, LLADA_MASK_TOKEN_ID, ILLaDAConfig
+from .modeling import ILLaDAForMaskedLM, ILLaDAModel
+
+# so that save_pretrained directories load with transformers' Auto classes, as users expect
+AutoConfig.register(ILLaDAConfig.model_type, ILLaDAConfig, exist_ok=True)
+AutoModel.register(ILLaDAConfig, ILLaDAModel, exist_ok=True)
+AutoModelForMaskedLM.register(ILLaDAConfig, ILLaDAForMaskedLM, exist_ok=True)
