@@ -13,3 +13,8 @@ from .modeling import ILLaDAForMaskedLM, ILLaDAModel
 AutoConfig.register(ILLaDAConfig.model_type, ILLaDAConfig, exist_ok=True)
 AutoModel.register(ILLaDAConfig, ILLaDAModel, exist_ok=True)
 AutoModelForMaskedLM.register(ILLaDAConfig, ILLaDAForMaskedLM, exist_ok=True)
+
+# --- diffusion process (masking, losses, likelihood, sampler) ---
+from ._logits import call_logits
+from .losses import pretrain_loss, sft_loss, variable_length_sft_loss
+from .masking import MaskedBatch, forward_mask

@@ -1,0 +1,88 @@
+"""Forward (masking) process of masked diffusion, and the random draws the estimators share.
+
+Training masks each token independently with probability ``p = (1 - eps) * t + eps``,
+``t ~ U(0, 1)`` per sequence. The likelihood estimator instead masks an exact number ``l`` of
+the continuation's ``L`` tokens, a uniformly random subset of that size.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from collections.abc import Iterable
+
+import torch
+
+
+def derive_seed(seed: int, *parts: int | Iterable[int]) -> int:
+    """A 63-bit seed that depends only on ``seed`` and ``parts`` (ints or int sequences).
+
+    Lets each request draw its own random numbers, so a result never depends on what else was
+    in the batch, on the batch order, or on the process that computed it.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for part in (seed, *parts):
+        values = [part] if isinstance(part, int) else list(part)
+        digest.update(len(values).to_bytes(8, "little"))
+        for value in values:
+            digest.update(int(value).to_bytes(8, "little", signed=True))
+    return int.from_bytes(digest.digest(), "little") >> 1
+
+
+def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+@dataclass
+class MaskedBatch:
+    """One draw of the training forward process."""
+
+    noisy_ids: torch.Tensor  # [B, L] input with masked tokens replaced by the mask id
+    masked: torch.Tensor  # [B, L] bool, True where a token was masked
+    p_mask: torch.Tensor  # [B] float, the masking probability of each sequence
+
+
+def forward_mask(
+    input_ids: torch.Tensor,
+    *,
+    mask_id: int,
+    eps: float = 1e-3,
+    maskable: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> MaskedBatch:
+    """Mask each token with probability ``p = (1 - eps) * t + eps``, ``t ~ U(0, 1)`` per row.
+
+    ``maskable`` (bool ``[B, L]``) protects the positions where it is false (the prompt in SFT,
+    padding); ``generator`` must live on ``input_ids``' device.
+    """
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"eps must be in [0, 1), got {eps}")
+    batch, length = input_ids.shape
+    device = input_ids.device
+    t = torch.rand(batch, device=device, generator=generator)
+    p_mask = (1.0 - eps) * t + eps
+    masked = torch.rand(batch, length, device=device, generator=generator) < p_mask[:, None]
+    if maskable is not None:
+        masked &= maskable.bool()
+    noisy_ids = torch.where(masked, torch.full_like(input_ids, mask_id), input_ids)
+    return MaskedBatch(noisy_ids=noisy_ids, masked=masked, p_mask=p_mask)
+
+
+def stratified_mask_counts(length: int, group_size: int, offset: int) -> torch.Tensor:
+    """LLaDA's stratified mask counts: ``group_size`` values in ``[1, length]`` spread evenly.
+
+    Count ``j`` is ``offset + round(j * length / group_size)`` wrapped into ``[1, length]``,
+    with ``offset`` uniform on ``[1, length]``. LLaDA rounds ``offset + j * length / group_size``
+    half-to-even, which makes the count's marginal depend on the parity of ``offset`` (biased
+    when ``j * length / group_size`` ends in .5); rounding the shift alone, half up, keeps every
+    count exactly uniform on ``[1, length]`` and equals LLaDA's value everywhere else.
+    """
+    shifts = torch.floor(torch.arange(group_size, dtype=torch.float64) * length / group_size + 0.5)
+    return (offset - 1 + shifts.long()) % length + 1
+
+
+def random_subsets(counts: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
+    """Bool ``[n, length]``: row ``i`` marks a uniformly random subset of ``counts[i]`` positions."""
+    ranks = torch.rand(len(counts), length, generator=generator).argsort(dim=1).argsort(dim=1)
+    return ranks < counts[:, None]
