@@ -1,0 +1,301 @@
+"""``illada-eval report``: the leaderboard tables as Markdown, LaTeX, CSV and HTML.
+
+Reads ``results/`` (published scores and lm-eval runs, see :mod:`illada_eval.results`) and
+writes into ``results/leaderboard/``:
+
+- ``leaderboard.md``   the base and instruct tables laid out like the paper's (for the README)
+- ``leaderboard.tex``  the same as booktabs tables (needs ``\\usepackage{booktabs}``)
+- ``leaderboard.html`` one self-contained page (inline CSS, no scripts, no external files)
+- ``base.csv``, ``instruct.csv``, ``other.csv``  the tables as CSV, missing cells empty
+- ``scores.csv``       the tidy table of every score, with metric, stderr, n and settings
+
+The same inputs give byte-identical files: nothing depends on the clock, the machine or
+dictionary order.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import io
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from illada_eval.results import (
+    MISSING,
+    PRESETS,
+    Leaderboard,
+    leaderboard,
+    load_scores,
+    other_run_rows,
+    format_score,
+    write_files,
+)
+
+TITLES = {"base": "Base models", "instruct": "Instruct models"}
+AVERAGE = "Average"
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    values: list[float | None]  # one per table row
+    delta: bool = False  # a difference, printed with its sign
+
+
+@dataclass(frozen=True)
+class Table:
+    """A rendered-format-neutral table: row labels, columns of numbers, notes under it."""
+
+    key: str
+    title: str
+    corner: str
+    rows: list[str]
+    columns: list[Column]
+    notes: list[str]
+    average_row: bool  # the last row is the Average, set apart by a rule
+
+
+# ---------------------------------------------------------------- building the tables
+
+
+def paper_table(board: Leaderboard) -> Table:
+    """Published columns, then each run (and its difference from the same model's paper score)."""
+
+    def column(header: str, scores: dict[str, float], average: float | None, delta: bool = False) -> Column:
+        values = [scores.get(bench) for bench in board.benchmarks] + [average]
+        return Column(header, [None if v is None or pd.isna(v) else float(v) for v in values], delta)
+
+    columns = []
+    for model in board.published.columns:
+        paper = board.published[model].to_dict()
+        columns.append(column(model, paper, board.average(paper)))
+    for run in board.runs:
+        run_average = board.average(run.scores)
+        columns.append(column(f"{run.model} (run)", run.scores, run_average))
+        if run.reference:
+            paper = board.published[run.reference].to_dict()
+            deltas = {bench: score - paper[bench] for bench, score in run.scores.items() if not pd.isna(paper[bench])}
+            paper_average = board.average(paper)
+            average_delta = None if run_average is None or paper_average is None else run_average - paper_average
+            columns.append(column("Δ paper", deltas, average_delta, delta=True))
+    cited = set(board.sources.values())
+    sources = cited.pop() if len(cited) == 1 else "; ".join(f"{m}: {s}" for m, s in board.sources.items())
+    notes = [
+        f"Scores in percent. Paper columns: {sources}.",
+        f"{AVERAGE}: mean over the table's {len(board.benchmarks)} benchmarks, exact ties rounded down "
+        f"to one decimal as the paper does; {MISSING} when a column lacks a benchmark.",
+        f"{MISSING}: no score.",
+    ]
+    if board.runs:
+        notes.insert(1, "(run): our lm-eval runs under results/runs/; Δ paper = run − the paper's score for the same model.")
+    notes += [run_note(run.model, run.rows) for run in board.runs]
+    rows = board.benchmarks + [AVERAGE]
+    return Table(board.table, TITLES.get(board.table, board.table), "Benchmark", rows, columns, notes, True)
+
+
+def other_table(others: pd.DataFrame) -> Table:
+    """Run scores outside the paper tables (sanity tasks and the like), one column per run."""
+    others = others.assign(row=others["benchmark"].fillna(others["task"]), column=others["model"] + " (" + others["table"] + ")")
+    rows = sorted(set(others["row"]))
+    columns = [
+        Column(header, [dict(zip(part["row"], part["score"])).get(row) for row in rows])
+        for header, part in others.groupby("column", sort=True)
+    ]
+    notes = ["Scores in percent from our runs on tasks outside the paper tables."]
+    notes += [run_note(model, part) for model, part in others.groupby("model", sort=True)]
+    return Table("other", "Other tasks (our runs)", "Task", rows, columns, notes, False)
+
+
+def run_note(model: str, rows: pd.DataFrame) -> str:
+    """Where a run column comes from: files, dates, limits, and task -> metric per benchmark."""
+    parts = []
+    for source, part in rows.groupby("source", sort=True):
+        date = next((d for d in part["date"] if d), None)
+        limit = next((json.loads(s).get("limit") for s in part["settings"] if s), None)
+        head = ", ".join(filter(None, [source, date and date.replace("T", " "), limit and f"limit {limit}"]))
+        tasks = "; ".join(
+            f"{row.benchmark or row.task} ← {row.task} [{row.metric}, n={'?' if pd.isna(row.n) else row.n}]"
+            for row in part.sort_values(["task"]).itertuples()
+        )
+        parts.append(f"{head}: {tasks}")
+    return f"{model}: " + " | ".join(parts)
+
+
+def build_tables(scores: pd.DataFrame) -> list[Table]:
+    tables = [paper_table(leaderboard(scores, preset)) for preset in PRESETS]
+    others = other_run_rows(scores)
+    return tables + ([other_table(others)] if len(others) else [])
+
+
+# ---------------------------------------------------------------- formatting cells
+
+
+def cell(value: float | None, delta: bool) -> str | None:
+    """One decimal (see :func:`round_score`), a sign on differences; None when missing."""
+    return None if value is None else format_score(value, signed=delta)
+
+
+def cells(table: Table, missing: str) -> list[list[str]]:
+    return [
+        [row] + [cell(col.values[i], col.delta) or missing for col in table.columns]
+        for i, row in enumerate(table.rows)
+    ]
+
+
+# ---------------------------------------------------------------- the four formats
+
+
+def to_markdown(tables: list[Table]) -> str:
+    out = ["# Leaderboard", "", "Generated by `illada-eval report` from `results/`; do not edit by hand.", ""]
+    for table in tables:
+        out += [f"## {table.title}", ""]
+        out.append("| " + " | ".join([table.corner] + [c.header for c in table.columns]) + " |")
+        out.append("|" + "|".join([":---"] + ["---:"] * len(table.columns)) + "|")
+        for i, row in enumerate(cells(table, MISSING)):
+            if table.average_row and i == len(table.rows) - 1:
+                row = [f"**{text}**" for text in row]
+            out.append("| " + " | ".join(text.replace("|", "\\|") for text in row) + " |")
+        out += [""] + [f"- {note}" for note in table.notes] + [""]
+    return "\n".join(out)
+
+
+def latex_escape(text: str) -> str:
+    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+               "Δ": r"$\Delta$", "−": "--", "–": "--", "←": r"$\leftarrow$"}
+    return "".join(special.get(char, char) for char in text)
+
+
+def to_latex(tables: list[Table]) -> str:
+    out = ["% Generated by `illada-eval report` from results/; do not edit by hand.",
+           "% Needs \\usepackage{booktabs}.", ""]
+    for table in tables:
+        out += [
+            "\\begin{table}[t]",
+            "\\centering",
+            f"\\caption{{{latex_escape(table.title)}}}",
+            f"\\label{{tab:leaderboard-{table.key}}}",
+            "\\begin{tabular}{l" + "r" * len(table.columns) + "}",
+            "\\toprule",
+            " & ".join(latex_escape(h) for h in [table.corner] + [c.header for c in table.columns]) + " \\\\",
+            "\\midrule",
+        ]
+        for i, row in enumerate(cells(table, MISSING)):
+            if table.average_row and i == len(table.rows) - 1:
+                out.append("\\midrule")
+            out.append(" & ".join(latex_escape(text) for text in row) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", "", "\\smallskip", "{\\footnotesize"]
+        out += [latex_escape(note) + "\\par" for note in table.notes]
+        out += ["}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { padding: 0.3em 0.8em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { border-top: 2px solid #222; border-bottom: 1px solid #222; }
+tbody tr:last-child td { border-bottom: 2px solid #222; }
+tr.average td { border-top: 1px solid #222; font-weight: bold; }
+td.up { color: #1a7f37; } td.down { color: #b42318; } td.missing { color: #999; }
+ul.notes { font-size: 0.85em; color: #555; }
+""".strip()
+
+
+def to_html(tables: list[Table]) -> str:
+    esc = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           "<title>illada-eval leaderboard</title>", f"<style>\n{CSS}\n</style>", "</head>", "<body>",
+           "<h1>Leaderboard</h1>",
+           "<p>Generated by <code>illada-eval report</code> from <code>results/</code>.</p>"]
+    for table in tables:
+        out += [f"<h2>{esc(table.title)}</h2>", "<table>", "<thead><tr>"]
+        out += [f"<th>{esc(h)}</th>" for h in [table.corner] + [c.header for c in table.columns]]
+        out += ["</tr></thead>", "<tbody>"]
+        for i, label in enumerate(table.rows):
+            average = table.average_row and i == len(table.rows) - 1
+            out.append('<tr class="average">' if average else "<tr>")
+            out.append(f"<td>{esc(label)}</td>")
+            for col in table.columns:
+                text = cell(col.values[i], col.delta)
+                css = "missing" if text is None else ("up" if text.startswith("+") else "down" if text.startswith("-") else "") if col.delta else ""
+                attr = f' class="{css}"' if css else ""
+                out.append(f"<td{attr}>{esc(text or MISSING)}</td>")
+            out.append("</tr>")
+        out += ["</tbody>", "</table>", '<ul class="notes">']
+        out += [f"<li>{esc(note)}</li>" for note in table.notes]
+        out.append("</ul>")
+    out += ["</body>", "</html>", ""]
+    return "\n".join(out)
+
+
+def to_csv(table: Table) -> str:
+    """The table as displayed, but with missing cells left empty (they read back as NaN, not 0)."""
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow([table.corner] + [c.header for c in table.columns])
+    writer.writerows(cells(table, ""))
+    return stream.getvalue()
+
+
+def scores_csv(scores: pd.DataFrame) -> str:
+    return scores.to_csv(index=False, lineterminator="\n", float_format="%.10g")
+
+
+def render(scores: pd.DataFrame) -> dict[str, bytes]:
+    """Every leaderboard file, by name."""
+    tables = build_tables(scores)
+    by_key = {table.key: table for table in tables}
+    empty_other = Table("other", "", "Task", [], [], [], False)
+    files = {
+        "leaderboard.md": to_markdown(tables),
+        "leaderboard.tex": to_latex(tables),
+        "leaderboard.html": to_html(tables),
+        "scores.csv": scores_csv(scores),
+        "other.csv": to_csv(by_key.get("other", empty_other)),
+    }
+    files.update({f"{preset}.csv": to_csv(by_key[preset]) for preset in PRESETS})
+    return {name: text.encode("utf-8") for name, text in files.items()}
+
+
+# ---------------------------------------------------------------- the command
+
+
+def build_parser(prog: str, what: str, default_output: str) -> argparse.ArgumentParser:
+    """The --input/--output parser that ``report`` and ``plot`` share."""
+    parser = argparse.ArgumentParser(prog=prog, description=what)
+    parser.add_argument("--input", "-i", type=Path, default=Path("results"),
+                        help="results directory with published/scores.csv and runs/ (default: results)")
+    parser.add_argument("--output", "-o", type=Path, default=None,
+                        help=f"where to write (default: INPUT/{default_output})")
+    return parser
+
+
+def run_command(prog: str, argv: list[str] | None, what: str, default_output: str, make_files) -> int:
+    """Parse the flags, load the scores, write ``make_files(scores)``; errors -> message, exit 1."""
+    args = build_parser(prog, what, default_output).parse_args(argv)
+    output = args.output if args.output is not None else args.input / default_output
+    logging.basicConfig(level=logging.WARNING, format=f"{prog}: warning: %(message)s")
+    try:
+        scores = load_scores(args.input)
+        written = write_files(output, make_files(scores))
+    except (OSError, ValueError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
+    runs = scores.loc[scores["origin"] == "run", "source"].nunique()
+    print(f"{prog}: {len(written)} files from {runs} run file(s) -> {output}")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("illada-eval report", argv, "Regenerate the leaderboard tables from results/.",
+                       "leaderboard", render)

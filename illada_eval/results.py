@@ -1,0 +1,526 @@
+"""Scores in one tidy table: the papers' published numbers and our lm-eval runs.
+
+``results/published/scores.csv`` holds the papers' tables; ``results/runs/**/*.json`` holds
+lm-eval result files (ours, or any a user drops in). :func:`load_scores` reads both into one
+pandas table with a row per (model, benchmark) score, on a 0-100 scale; :func:`leaderboard`
+lays one paper table (``base`` or ``instruct``) out with the runs beside it. The report and
+the plots are both built from these two functions.
+
+Task names map to the paper's benchmark names through :data:`BENCHMARKS`, which also says
+which lm-eval metric is the benchmark's headline number.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_DOWN, Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+PUBLISHED_CSV = Path("published") / "scores.csv"
+RUNS_DIR = "runs"
+PRESETS = ("base", "instruct")  # the paper's two leaderboard tables
+MISSING = "–"  # shown for a cell without a score; a missing score is never 0
+
+COLUMNS = [
+    "origin",  # "paper" or "run"
+    "table",  # paper table ("base", "instruct", "scoring_ablation", ...) or the run's preset
+    "model",
+    "model_kind",
+    "benchmark",  # the paper's name (ARC-C, MMLU, ...); empty for tasks outside the papers
+    "task",  # the lm-eval task or group name a run score came from
+    "metric",  # the lm-eval metric key ("acc_norm,none", "exact_match,flexible-extract", ...)
+    "score",  # 0-100
+    "stderr",  # 0-100, when lm-eval gave one
+    "n",  # documents scored (after --limit)
+    "shots",
+    "date",  # ISO 8601 UTC start time of the run
+    "source",  # the paper table's citation, or the run file relative to the results dir
+    "provenance",  # "verbatim" / "secondary" for paper numbers, "run" for ours
+    "settings",  # JSON: model_args, limit, the task's generation settings, our illada_eval block
+]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A paper benchmark: the lm-eval names that measure it and its headline metric."""
+
+    name: str
+    tasks: tuple[str, ...]  # task or group names, after :func:`normalize_task_name`
+    metrics: tuple[str, ...]  # metric names in order of preference
+    filters: tuple[str, ...] = ("none",)  # filter names in order of preference; others after
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark(
+        "MMLU",
+        (
+            "mmlu",
+            "mmlu_generative",
+            "mmlu_continuation",
+            "mmlu_flan_n_shot_generative",
+            "mmlu_flan_n_shot_loglikelihood",
+            "mmlu_flan_cot_fewshot",
+            "mmlu_flan_cot_zeroshot",
+        ),
+        ("acc", "exact_match"),  # likelihood (base) or generation (instruct)
+    ),
+    Benchmark("MMLU-Pro", ("mmlu_pro",), ("exact_match", "acc"), ("custom-extract", "none")),
+    Benchmark("MMLU-Redux", ("mmlu_redux", "mmlu_redux_generative"), ("exact_match", "acc")),
+    Benchmark(
+        "BBH",
+        ("bbh", "bbh_cot_fewshot", "bbh_fewshot", "bbh_cot_zeroshot", "bbh_zeroshot"),
+        ("exact_match", "acc"),
+        ("get-answer", "flexible-extract", "strict-match", "none"),
+    ),
+    # length-normalised accuracy when the task reports it, as the lm-eval leaderboards do
+    Benchmark("ARC-C", ("arc", "arc_c", "arc_challenge", "arc_challenge_chat"), ("acc_norm", "acc")),
+    Benchmark("HellaSwag", ("hellaswag",), ("acc_norm", "acc")),
+    Benchmark(
+        "GSM8K",
+        ("gsm8k", "gsm8k_cot", "gsm8k_cot_zeroshot", "gsm8k_cot_llama", "gsm8k_cot_self_consistency"),
+        ("exact_match",),
+        ("flexible-extract", "strict-match", "none"),
+    ),
+    # math_verify checks mathematical equivalence; exact_match only compares normalised strings
+    Benchmark(
+        "MATH",
+        ("math", "math500", "minerva_math", "minerva_math500", "hendrycks_math", "hendrycks_math500"),
+        ("math_verify", "exact_match"),
+    ),
+    Benchmark("HumanEval", ("humaneval", "humaneval_instruct"), ("pass@1", "pass_at_1"), ("create_test", "none")),
+    Benchmark("MBPP", ("mbpp", "mbpp_instruct"), ("pass@1", "pass_at_1")),
+    Benchmark("PIQA", ("piqa",), ("acc_norm", "acc")),
+)
+
+# Metrics for tasks outside the papers (e.g. our sanity tasks): only fractions in [0, 1],
+# so that scaling to 0-100 is right; perplexities and the like are left out.
+OTHER_TASK_METRICS = ("acc", "acc_norm", "exact_match", "pass@1", "pass_at_1", "math_verify", "f1", "em")
+
+_BY_TASK = {task: bench for bench in BENCHMARKS for task in bench.tasks}
+_TASK_PREFIX = "illada_"  # our own task names
+_PRESET_SUFFIXES = {f"_{preset}": preset for preset in PRESETS}
+
+
+class MalformedResultError(ValueError):
+    """A run file that is not a readable lm-eval result file."""
+
+
+# ---------------------------------------------------------------- task names and metrics
+
+
+def normalize_task_name(task: str) -> str:
+    """``illada_arc_challenge_base`` -> ``arc_challenge``; ``MMLU-Redux`` -> ``mmlu_redux``."""
+    name = task.strip().lower().replace("-", "_").removeprefix(_TASK_PREFIX)
+    for suffix in _PRESET_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def task_preset(task: str) -> str | None:
+    """``base`` / ``instruct`` when the task name ends with that preset's suffix."""
+    name = task.strip().lower()
+    return next((preset for suffix, preset in _PRESET_SUFFIXES.items() if name.endswith(suffix)), None)
+
+
+def benchmark_for_task(task: str) -> Benchmark | None:
+    """The paper benchmark an lm-eval task or group measures, or None for other tasks."""
+    return _BY_TASK.get(normalize_task_name(task))
+
+
+def primary_metric(task_results: dict[str, Any], benchmark: Benchmark | None) -> str | None:
+    """The metric key ("name,filter") that is the task's headline score, or None.
+
+    The first metric of the benchmark's list that the task reports wins; among its filters the
+    benchmark's preferred ones come first, then the rest in alphabetical order.
+    """
+    metrics = benchmark.metrics if benchmark else OTHER_TASK_METRICS
+    filters = benchmark.filters if benchmark else ("none",)
+    keys = [key for key, value in task_results.items() if "," in key and _number(value) is not None]
+    for metric in metrics:
+        candidates = [key for key in keys if key.split(",", 1)[0] == metric]
+        if candidates:
+            rank = {name: i for i, name in enumerate(filters)}
+            return min(candidates, key=lambda key: (rank.get(key.split(",", 1)[1], len(rank)), key))
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for "N/A", null, NaN and the like."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------- published scores
+
+
+def load_published(path: Path) -> pd.DataFrame:
+    """The papers' scores from ``scores.csv`` as rows of the tidy table."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"published scores not found at {path}; point --input at the repository's results/ "
+            "folder (it holds published/scores.csv)"
+        )
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    required = {"table", "model", "model_kind", "benchmark", "score", "shots", "source", "provenance"}
+    if missing := sorted(required - set(raw.columns)):
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    scores = pd.to_numeric(raw["score"], errors="coerce")
+    if bad := [i + 2 for i in scores.index[scores.isna()]]:  # +2: header line, 1-based
+        raise ValueError(f"{path}: score is not a number on line(s) {', '.join(map(str, bad))}")
+    rows = pd.DataFrame(
+        {
+            "origin": "paper",
+            "table": raw["table"],
+            "model": raw["model"],
+            "model_kind": raw["model_kind"],
+            "benchmark": raw["benchmark"],
+            "score": scores,
+            "shots": pd.to_numeric(raw["shots"], errors="coerce"),
+            "source": raw["source"],
+            "provenance": raw["provenance"],
+        }
+    )
+    return _tidy(rows)
+
+
+# ---------------------------------------------------------------- lm-eval run files
+
+
+def read_result_file(path: Path) -> dict[str, Any]:
+    """The parsed lm-eval result JSON; :class:`MalformedResultError` says what is wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise MalformedResultError(f"{path}: cannot be read ({err.strerror or err})") from err
+    except UnicodeDecodeError as err:
+        raise MalformedResultError(f"{path}: not UTF-8 text ({err.reason})") from err
+    except json.JSONDecodeError as err:
+        raise MalformedResultError(
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+        ) from err
+    if not isinstance(data, dict):
+        raise MalformedResultError(f"{path}: expected a JSON object at the top, found {type(data).__name__}")
+    if not isinstance(data.get("results"), dict):
+        what = "no 'results' object" if "results" not in data else "a 'results' entry that is not an object"
+        raise MalformedResultError(
+            f"{path}: has {what}; lm-eval result files (results_*.json) have one, per task"
+        )
+    return data
+
+
+def parse_model_args(model_args: Any) -> dict[str, Any]:
+    """lm-eval's ``model_args``, given as a dict or as ``"pretrained=x,dtype=bfloat16"``."""
+    if isinstance(model_args, dict):
+        return dict(model_args)
+    if not isinstance(model_args, str):
+        return {}
+    pairs = (item.split("=", 1) for item in model_args.split(",") if "=" in item)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def run_model_name(data: dict[str, Any], path: Path) -> str:
+    """The run's model: the last part of ``pretrained`` (hub id or path), else the file name."""
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    args = parse_model_args(config.get("model_args"))
+    # lm-eval's own order: the checkpoint argument first, then its own model_name field
+    candidates = [args.get(key) for key in ("pretrained", "model", "path")] + [data.get("model_name")]
+    name = next((str(c) for c in candidates if isinstance(c, str) and c.strip()), path.stem)
+    return name.strip().removeprefix("hf:").rstrip("/").rsplit("/", 1)[-1]
+
+
+def load_run(path: Path, root: Path, published_tables: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows of the tidy table for one lm-eval result file.
+
+    Kept are the tasks that nothing above them in the file's group tree already reports: the
+    BBH group but not its 27 subtasks, MMLU but not mmlu_stem or mmlu_anatomy. A task is
+    reported when it maps to a paper benchmark or has a fraction-valued metric.
+    ``published_tables`` (lower-cased model name -> paper table) places a run of a published
+    model in that model's table when nothing else says which preset it used.
+    """
+    data = read_result_file(path)
+    results: dict[str, Any] = data["results"]
+    model = run_model_name(data, path)
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    block = data.get("illada_eval") if isinstance(data.get("illada_eval"), dict) else {}
+    children = _dict(data.get("group_subtasks"))
+    parents: dict[str, list[str]] = {}
+    for group, subtasks in children.items():
+        for child in subtasks if isinstance(subtasks, list) else []:
+            parents.setdefault(child, []).append(group)
+
+    def reports(task: str) -> bool:
+        entry = results.get(task)
+        return isinstance(entry, dict) and primary_metric(entry, benchmark_for_task(task)) is not None
+
+    def reported_above(task: str, seen: frozenset[str] = frozenset()) -> bool:
+        return any(
+            reports(parent) or reported_above(parent, seen | {task})
+            for parent in parents.get(task, [])
+            if parent not in seen
+        )
+
+    default_preset = (
+        block.get("preset") if block.get("preset") in PRESETS else None
+    ) or (published_tables or {}).get(model.lower()) or ("instruct" if "instruct" in model.lower() else "base")
+    rows = []
+    for task in sorted(results):
+        entry = results[task]
+        if not isinstance(entry, dict):
+            logger.warning("%s: results entry for task %r is not an object; skipped", path, task)
+            continue
+        bench = benchmark_for_task(task)
+        metric = primary_metric(entry, bench)
+        if metric is None:
+            if bench is not None:
+                wanted = ", ".join(bench.metrics)
+                logger.warning("%s: task %r (%s) has none of the metrics %s; skipped", path, task, bench.name, wanted)
+            continue
+        if reported_above(task):
+            continue
+        name, filter_name = metric.split(",", 1)
+        rows.append(
+            {
+                "origin": "run",
+                "table": task_preset(task) or default_preset,
+                "model": model,
+                "benchmark": bench.name if bench else None,
+                "task": task,
+                "metric": metric,
+                "score": 100.0 * entry[metric],
+                "stderr": _scaled(entry.get(f"{name}_stderr,{filter_name}")),
+                "n": _doc_count(task, _dict(data.get("n-samples")), children),
+                "shots": _number(_dict(data.get("n-shot")).get(task)),
+                "date": _iso_date(data.get("date")),
+                "source": path.relative_to(root).as_posix(),
+                "provenance": "run",
+                "settings": _settings(config, block, _dict(_dict(data.get("configs")).get(task))),
+            }
+        )
+    if not rows:
+        logger.warning("%s: no task in the file has a score to report (tasks: %s)", path, ", ".join(sorted(results)) or "none")
+    return _tidy(pd.DataFrame(rows))
+
+
+def load_runs(root: Path, published_tables: dict[str, str] | None = None) -> pd.DataFrame:
+    """All ``runs/**/*.json`` under ``root``; a malformed file is named in a warning and skipped."""
+    runs_dir = root / RUNS_DIR
+    frames = []
+    for path in sorted(runs_dir.rglob("*.json")) if runs_dir.is_dir() else []:
+        try:
+            frames.append(load_run(path, root, published_tables))
+        except MalformedResultError as err:
+            logger.warning("skipped %s", err)
+    return _tidy(pd.concat(frames, ignore_index=True)) if frames else _tidy(pd.DataFrame())
+
+
+def load_scores(root: Path) -> pd.DataFrame:
+    """The tidy table of everything under a results directory: paper rows first, then runs."""
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"results directory {root} not found; run from the repository root or pass --input DIR"
+        )
+    published = load_published(root / PUBLISHED_CSV)
+    in_leaderboard = published[published["table"].isin(PRESETS)]
+    tables = dict(zip(in_leaderboard["model"].str.lower(), in_leaderboard["table"]))
+    runs = load_runs(root, tables)
+    return _tidy(pd.concat([published, runs], ignore_index=True)) if len(runs) else published
+
+
+def _tidy(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every column of :data:`COLUMNS`, in order, with stable dtypes."""
+    rows = rows.reindex(columns=COLUMNS)
+    for column in ("score", "stderr"):
+        rows[column] = rows[column].astype("float64")
+    for column in ("n", "shots"):
+        rows[column] = rows[column].astype("Int64")
+    text = [c for c in COLUMNS if c not in ("score", "stderr", "n", "shots")]
+    rows[text] = rows[text].astype("object").where(rows[text].notna(), None)
+    return rows.reset_index(drop=True)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _scaled(value: Any) -> float | None:
+    number = _number(value)
+    return None if number is None else 100.0 * number
+
+
+def _doc_count(task: str, n_samples: dict[str, Any], children: dict[str, Any]) -> int | None:
+    """Documents scored for a task; for a group, the sum over its leaf tasks."""
+    counts = _dict(n_samples.get(task))
+    if (count := _number(counts.get("effective", counts.get("original")))) is not None:
+        return int(count)
+    subtasks = children.get(task)
+    if not isinstance(subtasks, list) or not subtasks:
+        return None
+    parts = [_doc_count(sub, n_samples, children) for sub in subtasks if sub != task]
+    return None if any(part is None for part in parts) else sum(parts)  # type: ignore[misc]
+
+
+def _iso_date(value: Any) -> str | None:
+    """lm-eval writes the start time as a Unix timestamp; keep a string date as given."""
+    if (stamp := _number(value)) is not None:
+        return datetime.fromtimestamp(stamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value if isinstance(value, str) and value else None
+
+
+def _settings(config: dict[str, Any], block: dict[str, Any], task_config: dict[str, Any]) -> str:
+    """What the score depends on, as canonical JSON (sorted keys) for the table's settings column."""
+    settings = {
+        "model_args": parse_model_args(config.get("model_args")),
+        "limit": config.get("limit"),
+        "generation_kwargs": task_config.get("generation_kwargs"),
+        "task_metadata": task_config.get("metadata"),
+        "illada_eval": block or None,
+    }
+    kept = {key: value for key, value in settings.items() if value not in (None, {}, "")}
+    return json.dumps(kept, sort_keys=True, ensure_ascii=False, default=str)
+
+
+# ---------------------------------------------------------------- the leaderboard layout
+
+
+def round_score(value: float) -> Decimal:
+    """One decimal, exact ties rounded down: this reproduces every average the paper prints.
+
+    The paper shows iLLaDA-8B-Base's average of 511.6 / 8 = 63.95 as 63.9 and Dream-7B-Instruct's
+    60.157 as 60.2, so its rule is round-half-down. Rounding to 9 places first drops binary
+    noise (63.449999999999996 is the tie 63.45).
+    """
+    return Decimal(repr(round(float(value), 9))).quantize(Decimal("0.1"), rounding=ROUND_HALF_DOWN)
+
+
+def format_score(value: float, signed: bool = False) -> str:
+    """A score (``63.9``) or, with ``signed``, a difference (``+1.2``, ``-0.4``, ``0.0``)."""
+    rounded = round_score(value)
+    if not signed:
+        return f"{rounded}"
+    return "0.0" if rounded == 0 else f"{rounded:+}"
+
+
+@dataclass(frozen=True)
+class RunColumn:
+    """One run's scores in a paper table, and the published model it reproduces (if any)."""
+
+    model: str
+    scores: dict[str, float]  # benchmark -> score
+    reference: str | None  # the published column of the same model in this table
+    rows: pd.DataFrame = field(repr=False)  # the tidy rows behind the scores
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """A paper table laid out as printed: benchmarks as rows, models as columns."""
+
+    table: str
+    benchmarks: list[str]
+    published: pd.DataFrame  # index: benchmarks, columns: published models (paper order)
+    runs: list[RunColumn]
+    sources: dict[str, str]  # published model -> "citation (provenance)"
+
+    def average(self, scores: dict[str, float] | pd.Series) -> float | None:
+        """Mean over all the table's benchmarks; None when any is missing (not comparable)."""
+        values = [scores.get(bench) for bench in self.benchmarks]
+        if any(value is None or pd.isna(value) for value in values):
+            return None
+        return math.fsum(values) / len(values)  # type: ignore[arg-type]
+
+
+def latest_run_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """One run row per (table, model, benchmark or task): the newest run wins.
+
+    Runs of one model may be split over several files (one per task) and merge into one
+    column; when two files score the same cell, the later date (then file name) is kept and a
+    warning names both.
+    """
+    runs = scores[scores["origin"] == "run"].copy()
+    runs["cell"] = runs["benchmark"].fillna(runs["task"])
+    runs = runs.sort_values(["table", "model", "cell", "date", "source", "task"], na_position="first", kind="stable")
+    duplicated = runs.duplicated(["table", "model", "cell"], keep="last")
+    for _, old in runs[duplicated].iterrows():
+        logger.warning(
+            "%s scored %s / %s again; using the newer result, not %s (%s)",
+            old["model"], old["table"], old["cell"], old["source"], old["task"],
+        )
+    return runs[~duplicated].drop(columns="cell").reset_index(drop=True)
+
+
+def leaderboard(scores: pd.DataFrame, table: str) -> Leaderboard:
+    """The paper's ``table`` with every run of that preset as an extra column."""
+    paper = scores[(scores["origin"] == "paper") & (scores["table"] == table)]
+    if paper.empty:
+        raise ValueError(f"the published scores have no {table!r} table")
+    benchmarks = list(dict.fromkeys(paper["benchmark"]))
+    models = list(dict.fromkeys(paper["model"]))
+    published = paper.pivot(index="benchmark", columns="model", values="score").reindex(index=benchmarks, columns=models)
+    by_lower = {model.lower(): model for model in models}
+    runs = latest_run_rows(scores)
+    runs = runs[(runs["table"] == table) & runs["benchmark"].isin(benchmarks)]
+    columns = [
+        RunColumn(
+            model=model,
+            scores=dict(zip(rows["benchmark"], rows["score"])),
+            reference=by_lower.get(model.lower()),
+            rows=rows.reset_index(drop=True),
+        )
+        for model, rows in runs.groupby("model", sort=True)
+    ]
+    return Leaderboard(
+        table=table,
+        benchmarks=benchmarks,
+        published=published,
+        runs=columns,
+        sources={model: f"{source} ({provenance})" for model, source, provenance
+                 in paper[["model", "source", "provenance"]].drop_duplicates("model").itertuples(index=False)},
+    )
+
+
+def other_run_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """Run rows that no paper table has a place for (sanity tasks, a base run of MMLU-Pro, ...)."""
+    runs = latest_run_rows(scores)
+    paper = scores[(scores["origin"] == "paper") & scores["table"].isin(PRESETS)]
+    placed = set(zip(paper["table"], paper["benchmark"]))
+    keep = [(table, bench) not in placed for table, bench in zip(runs["table"], runs["benchmark"])]
+    return runs[keep].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- writing generated files
+
+
+def write_files(out_dir: Path, files: dict[str, bytes]) -> list[Path]:
+    """Write generated files into ``out_dir`` atomically (a reader never sees half a file)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, content in sorted(files.items()):
+            target = out_dir / name
+            handle, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(content)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            written.append(target)
+        return written
+    except OSError as err:
+        raise OSError(
+            f"cannot write to output directory {out_dir}: {err.strerror or err}; "
+            "pass --output with a folder you can write to"
+        ) from err
