@@ -16,5 +16,7 @@ AutoModelForMaskedLM.register(ILLaDAConfig, ILLaDAForMaskedLM, exist_ok=True)
 
 # --- diffusion process (masking, losses, likelihood, sampler) ---
 from ._logits import call_logits
+from .likelihood import confidence_score, elbo_loglikelihood, elbo_mask_plan
 from .losses import pretrain_loss, sft_loss, variable_length_sft_loss
 from .masking import MaskedBatch, forward_mask
+from .sampler import GenerateOutput, generate

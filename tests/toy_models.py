@@ -50,7 +50,7 @@ class UnigramToy(ToyModel):
     def __init__(self, probs: Sequence[float], mask_id: int, record: bool = False):
         super().__init__(len(probs), mask_id, record)
         probs = torch.tensor(probs, dtype=torch.float64)
-        if probs[mask_id] != 0 or (probs < 0).any() or abs(float(probs.sum()) - 1) > 1e-12:
+        if probs[mask_id] != 0 or (probs < 0).any() or abs(float(probs.sum()) - 1) > 1e-9:
             raise ValueError("probs must be a distribution giving the mask token 0")
         self.log_probs = torch.log(probs)
 
@@ -63,9 +63,12 @@ class UnigramToy(ToyModel):
 
 class ContextToy(ToyModel):
     """Context-dependent: logits at position i = L[left neighbour] + R[right neighbour] +
-    (mean of C[t] over the visible, unmasked tokens t of the sequence) + D[token at i]. Neighbours
-    that are padding or outside the sequence count as one "edge" symbol, so the answer depends
-    only on the real tokens, never on padding."""
+    (mean of C[t] over the visible, unmasked tokens t of the sequence) + D[token at i] +
+    P[i counted from the first real token] (so no two positions tie). Neighbours that are
+    padding or outside the sequence count as one "edge" symbol, so the answer depends only on
+    the real tokens, never on padding."""
+
+    max_length = 64
 
     def __init__(self, vocab_size: int = 10, mask_id: int = 9, seed: int = 0,
                  scale: float = 1.5, record: bool = False):
@@ -74,6 +77,7 @@ class ContextToy(ToyModel):
         table = lambda rows: torch.randn(rows, vocab_size, generator=g, dtype=torch.float64) * scale
         self.left, self.right = table(vocab_size + 1), table(vocab_size + 1)
         self.context, self.own = table(vocab_size), table(vocab_size)
+        self.position = table(self.max_length)
 
     def logits(self, input_ids, real):
         edge = self.vocab_size
@@ -85,7 +89,8 @@ class ContextToy(ToyModel):
         onehot = torch.nn.functional.one_hot(input_ids.clamp(0, self.vocab_size - 1), self.vocab_size)
         bag = (onehot.double() * visible[..., None]).sum(1) / visible.sum(1, keepdim=True).clamp(min=1)
         own = self.own[input_ids.clamp(0, self.vocab_size - 1)]
-        return self.left[left] + self.right[right] + (bag @ self.context)[:, None, :] + own
+        position = self.position[(real.long().cumsum(dim=1) - 1).clamp(0, self.max_length - 1)]
+        return self.left[left] + self.right[right] + (bag @ self.context)[:, None, :] + own + position
 
 
 class ScriptedToy(ToyModel):

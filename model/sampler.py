@@ -1,0 +1,345 @@
+"""LLaDA's sampler: low-confidence (or random) remasking over semi-autoregressive blocks.
+
+The canvas is the prompt followed by mask tokens. ``gen_length`` is cut into blocks of
+``block_length`` decoded left to right; each block gets ``steps // num_blocks`` steps and
+reveals ``n // s`` tokens per step (the first ``n % s`` steps one more). Each step runs the
+model on the whole canvas, proposes ``x0 = argmax`` (after float64 Gumbel noise when
+``temperature > 0``), scores each still-masked position of the current block by the
+probability of its proposal (``"low_confidence"``) or a uniform random number (``"random"``),
+and reveals the most confident ones.
+
+Batches are left-padded with an attention mask; each prompt draws its random numbers from its
+own generator, so its output does not depend on the batch it ran in.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ._logits import LogitsModel, model_device, pad_batch, selected_logits
+from .masking import derive_seed, seeded_generator
+
+REMASKING = ("low_confidence", "random")
+
+
+@dataclass
+class GenerateOutput:
+    """What :func:`generate` returns, one entry per prompt in ``tokens``/``stopped``/``nfe_per_sequence``."""
+
+    tokens: list[list[int]]  # generated tokens only, cut before the first EOS or stop sequence
+    nfe: int  # model calls made (a guided call on the doubled batch counts once)
+    nfe_per_sequence: list[int]  # model calls each prompt took part in
+    stopped: list[bool]  # True where an EOS or a stop sequence ended the output
+
+
+def transfer_schedule(num_masked: int, steps: int) -> list[int]:
+    """Tokens revealed per step: ``num_masked // steps``, the first ``num_masked % steps`` one more."""
+    base, extra = divmod(num_masked, steps)
+    return [base + 1] * extra + [base] * (steps - extra)
+
+
+def _as_id_tuple(ids: int | Sequence[int] | None) -> tuple[int, ...]:
+    if ids is None:
+        return ()
+    return (int(ids),) if isinstance(ids, int) else tuple(int(i) for i in ids)
+
+
+def _first_stop(
+    tokens: list[int], eos_ids: tuple[int, ...], stops: list[list[int]], start: int
+) -> int | None:
+    """Index where the output ends (an EOS or the first token of a stop sequence) in
+    ``tokens[start:]``, ``None`` if neither occurs there."""
+    for index in range(start, len(tokens)):
+        if tokens[index] in eos_ids:
+            return index
+        for stop in stops:
+            if tokens[index : index + len(stop)] == stop:
+                return index
+    return None
+
+
+class _Rows:
+    """The prompts still being decoded: canvas, attention mask, random generators, counters."""
+
+    def __init__(self, prompts, *, pad_id, mask_id, seeds, device):
+        self.device = device
+        ids, attention = pad_batch(prompts, pad_id=pad_id, side="left", device=device)
+        self.prompt_width = ids.shape[1]
+        self.canvas = ids
+        self.attention = attention
+        self.index = list(range(len(prompts)))
+        self.seeds = seeds
+        self.generators: list[torch.Generator] | None = None
+        self.nfe = [0] * len(prompts)
+        self.mask_id = mask_id
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def append_masks(self, count: int) -> None:
+        masks = torch.full((len(self), count), self.mask_id, dtype=torch.long, device=self.device)
+        self.canvas = torch.cat([self.canvas, masks], dim=1)
+        if self.attention is not None:
+            ones = torch.ones((len(self), count), dtype=self.attention.dtype, device=self.device)
+            self.attention = torch.cat([self.attention, ones], dim=1)
+
+    def random_generators(self) -> list[torch.Generator]:
+        if self.generators is None:
+            self.generators = [seeded_generator(self.seeds[i], self.device) for i in self.index]
+        return self.generators
+
+    def uncond_canvas(self) -> torch.Tensor:
+        """The canvas with the prompt (not its padding) replaced by mask tokens."""
+        prompt = torch.zeros_like(self.canvas, dtype=torch.bool)
+        real = 1 if self.attention is None else self.attention[:, : self.prompt_width].bool()
+        prompt[:, : self.prompt_width] = real
+        return self.canvas.masked_fill(prompt, self.mask_id)
+
+    def keep(self, keep: list[bool]) -> None:
+        """Drop finished rows, then padding columns no remaining row needs."""
+        rows = torch.tensor(keep, device=self.device)
+        self.canvas = self.canvas[rows]
+        self.index = [i for i, k in zip(self.index, keep) if k]
+        if self.generators is not None:
+            self.generators = [g for g, k in zip(self.generators, keep) if k]
+        if self.attention is None:
+            return
+        self.attention = self.attention[rows]
+        unused = int((self.attention.sum(dim=0) == 0).long().cumprod(dim=0).sum())
+        self.canvas, self.attention = self.canvas[:, unused:], self.attention[:, unused:]
+        self.prompt_width -= unused
+        if bool(self.attention.all()):
+            self.attention = None
+
+
+def _propose(
+    logits: torch.Tensor,
+    rows_to_draw: torch.Tensor,
+    generators: list[torch.Generator] | None,
+    *,
+    temperature: float,
+    remasking: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Proposed tokens and confidences ``[B, block]`` from the block's logits ``[B, block, V]``.
+
+    Gumbel-max in float64 as in LLaDA (``argmax exp(l) / (-log u)^T``, taken in log space so
+    large logits cannot overflow); only rows in ``rows_to_draw`` consume random numbers.
+    """
+    logits = logits.double()
+    x0 = logits.argmax(dim=-1)
+    needs_noise = temperature > 0
+    confidence = None
+    if needs_noise or remasking == "random":
+        confidence = torch.zeros(x0.shape, dtype=torch.float64, device=logits.device)
+        for row in rows_to_draw.tolist():
+            generator = generators[row]
+            if needs_noise:
+                uniform = torch.rand(
+                    logits.shape[1:], dtype=torch.float64, device=logits.device, generator=generator
+                )
+                x0[row] = (logits[row] - temperature * torch.log(-torch.log(uniform))).argmax(dim=-1)
+            if remasking == "random":
+                confidence[row] = torch.rand(
+                    logits.shape[1], dtype=torch.float64, device=logits.device, generator=generator
+                )
+    if remasking == "low_confidence":
+        chosen = logits.gather(-1, x0[..., None])[..., 0]
+        confidence = torch.exp(chosen - torch.logsumexp(logits, dim=-1))
+    return x0, confidence
+
+
+def _select_transfers(
+    confidence: torch.Tensor, still_masked: torch.Tensor, count: int | None, threshold: float | None
+) -> torch.Tensor:
+    """Bool ``[B, block]``: the positions to reveal this step.
+
+    Fixed schedule: the ``count`` most confident masked positions of each row. Threshold: every
+    masked position whose confidence exceeds ``threshold``, and always the most confident one.
+    """
+    confidence = confidence.masked_fill(~still_masked, -torch.inf)
+    transfer = torch.zeros_like(still_masked)
+    if threshold is None:
+        top = confidence.argsort(dim=1, descending=True, stable=True)[:, :count]
+        transfer.scatter_(1, top, True)
+    else:
+        transfer = confidence > threshold
+        transfer.scatter_(1, confidence.argmax(dim=1, keepdim=True), True)
+    return transfer & still_masked
+
+
+@torch.inference_mode()
+def generate(
+    model: LogitsModel,
+    prompts: Sequence[Sequence[int]],
+    *,
+    mask_id: int,
+    gen_length: int,
+    block_length: int,
+    steps: int,
+    temperature: float = 0.0,
+    remasking: str = "low_confidence",
+    cfg_scale: float = 0.0,
+    eos_id: int | Sequence[int] | None = None,
+    variable_length: bool = False,
+    suppress_eos_confidence: bool = False,
+    stop: Sequence[Sequence[int]] | None = None,
+    seed: int | Sequence[int] = 0,
+    threshold: float | None = None,
+    pad_id: int | None = None,
+) -> GenerateOutput:
+    """Generate up to ``gen_length`` tokens after each prompt with LLaDA's sampler.
+
+    Args:
+        model: logits callable ``model(input_ids, attention_mask)``.
+        prompts: token-id lists; batched together with left padding (``pad_id``, default
+            ``mask_id``, hidden by the attention mask).
+        gen_length, block_length, steps: length budget, block size (must divide
+            ``gen_length``) and total steps over the whole budget (must be a multiple of the
+            number of blocks); each block gets ``steps // (gen_length // block_length)`` steps,
+            in both fixed and variable-length mode, so a variable-length run that uses the whole
+            budget takes exactly the steps of the fixed-length run.
+        temperature: 0 is greedy; above 0 samples with float64 Gumbel noise.
+        remasking: ``"low_confidence"`` or ``"random"``.
+        cfg_scale: unsupervised classifier-free guidance (prompt replaced by mask tokens in the
+            unconditional copy; both copies go through one model call).
+        eos_id: end-of-sequence id, or several (e.g. EOS and end-of-turn): outputs are cut before
+            the first one; they also end variable-length decoding.
+        variable_length: iLLaDA's mode: the canvas holds only the blocks decoded so far plus the
+            current one; a prompt stops once a decoded block holds an EOS or completes a stop
+            sequence, or when ``gen_length`` is reached.
+        suppress_eos_confidence: give positions whose proposal is an EOS id the lowest
+            confidence, so they are revealed last within their block.
+        stop: stop sequences as token-id lists; outputs are cut before the first occurrence.
+        seed: one int (prompt ``i`` uses a seed derived from ``(seed, i)``) or one seed per prompt
+            (lets a caller keep results independent of how it splits its requests).
+        threshold: Fast-dLLM parallel decoding: instead of the fixed schedule, each step reveals
+            every masked position of the block whose confidence is strictly above ``threshold``,
+            and at least the most confident one, until the block is full (``steps`` is then not
+            used). ``threshold=1.0`` reveals one token per step.
+
+    Returns:
+        :class:`GenerateOutput`. ``nfe`` counts model calls; a step in which no prompt has a
+        masked position left in its block is skipped, not run.
+    """
+    eos_ids = _as_id_tuple(eos_id)
+    stops = [list(s) for s in (stop or [])]
+    num_blocks = _check_generate_args(
+        gen_length, block_length, steps, temperature, remasking, threshold, stops,
+        eos_ids, variable_length, suppress_eos_confidence,
+    )
+    if isinstance(seed, int):
+        seeds = [derive_seed(seed, i) for i in range(len(prompts))]
+    elif len(seed) == len(prompts):
+        seeds = [int(s) for s in seed]
+    else:
+        raise ValueError(f"got {len(seed)} seeds for {len(prompts)} prompts: give one per prompt or an int")
+    if not prompts:
+        return GenerateOutput(tokens=[], nfe=0, nfe_per_sequence=[], stopped=[])
+    device = model_device(model)
+    rows = _Rows(prompts, pad_id=mask_id if pad_id is None else pad_id, mask_id=mask_id,
+                 seeds=seeds, device=device)
+    outputs: list[list[int] | None] = [None] * len(prompts)
+    stopped = [False] * len(prompts)
+    schedule = transfer_schedule(block_length, steps // num_blocks) if threshold is None else None
+    rows.append_masks(block_length if variable_length else gen_length)
+    nfe = 0
+    max_stop = max((len(s) for s in stops), default=1)
+
+    for block in range(num_blocks):
+        if variable_length and block > 0:
+            rows.append_masks(block_length)
+        start = rows.prompt_width + block * block_length
+        still_masked = torch.ones((len(rows), block_length), dtype=torch.bool, device=device)
+        step = 0
+        while bool(still_masked.any()):
+            if threshold is None and step == len(schedule):
+                break
+            select = torch.zeros_like(rows.canvas, dtype=torch.bool)
+            select[:, start : start + block_length] = True
+            logits = selected_logits(
+                model, rows.canvas, rows.attention, select, cfg_scale=cfg_scale,
+                uncond_ids=rows.uncond_canvas() if cfg_scale > 0 else None,
+            ).view(len(rows), block_length, -1)
+            nfe += 1
+            drawing = still_masked.any(dim=1)
+            for i in drawing.nonzero()[:, 0].tolist():
+                rows.nfe[rows.index[i]] += 1
+            needs_generators = temperature > 0 or remasking == "random"
+            x0, confidence = _propose(
+                logits, drawing.nonzero()[:, 0],
+                rows.random_generators() if needs_generators else None,
+                temperature=temperature, remasking=remasking,
+            )
+            if suppress_eos_confidence:
+                is_eos = torch.isin(x0, torch.tensor(eos_ids, device=device))
+                confidence = torch.where(is_eos, confidence - 2.0, confidence)
+            transfer = _select_transfers(
+                confidence, still_masked, None if schedule is None else schedule[step], threshold
+            )
+            block_view = rows.canvas[:, start : start + block_length]
+            rows.canvas[:, start : start + block_length] = torch.where(transfer, x0, block_view)
+            still_masked &= ~transfer
+            step += 1
+
+        if variable_length:
+            _finish_stopped_rows(
+                rows, outputs, stopped, eos_ids, stops,
+                search_from=max(0, block * block_length - max_stop + 1),
+                end=(block + 1) * block_length,
+            )
+            if not len(rows):
+                break
+
+    for i, original in enumerate(rows.index):
+        generated = rows.canvas[i, rows.prompt_width :].tolist()
+        cut = _first_stop(generated, eos_ids, stops, 0)
+        outputs[original] = generated if cut is None else generated[:cut]
+        stopped[original] = cut is not None
+    return GenerateOutput(
+        tokens=[list(o) for o in outputs], nfe=nfe, nfe_per_sequence=rows.nfe, stopped=stopped
+    )
+
+
+def _finish_stopped_rows(rows, outputs, stopped, eos_ids, stops, *, search_from, end) -> None:
+    """Record and drop rows whose decoded blocks hold an EOS or a whole stop sequence."""
+    keep = []
+    for i, original in enumerate(rows.index):
+        generated = rows.canvas[i, rows.prompt_width : rows.prompt_width + end].tolist()
+        cut = _first_stop(generated, eos_ids, stops, search_from)
+        if cut is not None:
+            outputs[original] = generated[:cut]
+            stopped[original] = True
+        keep.append(outputs[original] is None)
+    if not all(keep):
+        rows.keep(keep)
+
+
+def _check_generate_args(
+    gen_length, block_length, steps, temperature, remasking, threshold, stops,
+    eos_ids, variable_length, suppress_eos_confidence,
+) -> int:
+    if gen_length < 1 or block_length < 1 or gen_length % block_length:
+        raise ValueError(
+            f"block_length ({block_length}) must be positive and divide gen_length ({gen_length})"
+        )
+    num_blocks = gen_length // block_length
+    if threshold is None and (steps < num_blocks or steps % num_blocks):
+        raise ValueError(
+            f"steps ({steps}) must be a positive multiple of the number of blocks ({num_blocks} = "
+            f"gen_length {gen_length} / block_length {block_length})"
+        )
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if remasking not in REMASKING:
+        raise ValueError(f"remasking must be one of {REMASKING}, got {remasking!r}")
+    if any(not s for s in stops):
+        raise ValueError("stop sequences must be non-empty token-id lists")
+    if variable_length and not (eos_ids or stops):
+        raise ValueError("variable_length needs eos_id or stop sequences to know when to stop")
+    if suppress_eos_confidence and not eos_ids:
+        raise ValueError("suppress_eos_confidence needs eos_id")
+    return num_blocks
