@@ -29,7 +29,8 @@ PAPER_COMPARISONS = {
     "base": ("iLLaDA-8B-Base", ("LLaDA-8B-Base", "Qwen2.5-7B")),
     "instruct": ("iLLaDA-8B-Instruct", ("LLaDA-8B-Instruct", "Qwen2.5-7B-Instruct")),
 }
-UP, DOWN = "#2166ac", "#b2182b"  # blue / red: distinguishable for colour-blind readers too
+# blue up, red down (distinguishable for colour-blind readers too), grey for a rounded 0.0
+COLORS, FLAT = {"+": "#2166ac", "-": "#b2182b"}, "#999999"
 STYLE = {
     "svg.hashsalt": "illada-eval",  # fixed ids in the SVG, so files are reproducible
     "svg.fonttype": "none",  # text stays text: small, searchable SVGs
@@ -54,7 +55,8 @@ def paper_panels(board: Leaderboard) -> list[Panel]:
         deltas = (board.published[ours] - board.published[other]).dropna()
         average = board.average(board.published[ours])
         other_average = board.average(board.published[other])
-        mean = "" if average is None or other_average is None else f"\naverage {format_score(average - other_average, signed=True)}"
+        mean = "" if average is None or other_average is None else format_score(average - other_average, signed=True)
+        mean = mean and f"\naverage {mean}"
         panels.append(Panel(f"{ours} − {other}{mean}", deltas))
     return panels
 
@@ -67,8 +69,9 @@ def run_panels(board: Leaderboard) -> dict[str, Panel]:
         paper = board.published[reference]
         scores = pd.Series(run.scores).reindex([b for b in board.benchmarks if b in run.scores])
         deltas = (scores - paper.reindex(scores.index)).dropna()
-        label = "" if run.reference else "\n(no paper score for this model: compared with the paper's iLLaDA)"
-        panels[f"run_{slug(run.model)}_{board.table}"] = Panel(f"{run.model} (run) − {reference} (paper){label}", deltas)
+        label = "" if run.reference else "\n(the paper has no such model: compared with its iLLaDA)"
+        title = f"{run.model} (run) − {reference} (paper){label}"
+        panels[f"run_{slug(run.model)}_{board.table}"] = Panel(title, deltas)
     return panels
 
 
@@ -80,14 +83,16 @@ def draw(panels: list[Panel], title: str) -> Figure:
     """Side-by-side horizontal bar charts sharing the benchmark axis."""
     rows = max(len(panel.deltas) for panel in panels)
     with matplotlib.rc_context(STYLE):
-        figure = Figure(figsize=(4.6 * len(panels), 0.42 * rows + 1.4), layout="constrained")
+        figure = Figure(figsize=(max(4.6 * len(panels), 6.4), 0.42 * rows + 1.6), layout="constrained")
         FigureCanvasAgg(figure)
         axes = figure.subplots(1, len(panels), sharey=False, squeeze=False)[0]
         for ax, panel in zip(axes, panels):
             values = panel.deltas.to_numpy(dtype=float)
             positions = range(len(values))[::-1]  # first benchmark on top, as in the tables
-            bars = ax.barh(list(positions), values, color=[UP if v >= 0 else DOWN for v in values], height=0.65)
-            ax.bar_label(bars, labels=[format_score(v, signed=True) for v in values], padding=3, fontsize=8)
+            labels = [format_score(v, signed=True) for v in values]
+            colors = [COLORS.get(label[0], FLAT) for label in labels]  # by the sign the label shows
+            bars = ax.barh(list(positions), values, color=colors, height=0.65)
+            ax.bar_label(bars, labels=labels, padding=3, fontsize=8)
             ax.set_yticks(list(positions), list(panel.deltas.index))
             ax.axvline(0, color="#333", linewidth=0.8)
             low, high = min(0.0, values.min(initial=0.0)), max(0.0, values.max(initial=0.0))

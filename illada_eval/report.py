@@ -21,19 +21,22 @@ import io
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from illada_eval import results
 from illada_eval.results import (
     MISSING,
     PRESETS,
     Leaderboard,
+    format_score,
     leaderboard,
     load_scores,
     other_run_rows,
-    format_score,
     write_files,
 )
 
@@ -83,7 +86,7 @@ def paper_table(board: Leaderboard) -> Table:
             deltas = {bench: score - paper[bench] for bench, score in run.scores.items() if not pd.isna(paper[bench])}
             paper_average = board.average(paper)
             average_delta = None if run_average is None or paper_average is None else run_average - paper_average
-            columns.append(column("Δ paper", deltas, average_delta, delta=True))
+            columns.append(column(f"Δ vs {run.reference}", deltas, average_delta, delta=True))
     cited = set(board.sources.values())
     sources = cited.pop() if len(cited) == 1 else "; ".join(f"{m}: {s}" for m, s in board.sources.items())
     notes = [
@@ -93,7 +96,8 @@ def paper_table(board: Leaderboard) -> Table:
         f"{MISSING}: no score.",
     ]
     if board.runs:
-        notes.insert(1, "(run): our lm-eval runs under results/runs/; Δ paper = run − the paper's score for the same model.")
+        notes.insert(1, "(run): our lm-eval runs under results/runs/; "
+                        "Δ vs X = the run minus the paper's score for the same model X.")
     notes += [run_note(run.model, run.rows) for run in board.runs]
     rows = board.benchmarks + [AVERAGE]
     return Table(board.table, TITLES.get(board.table, board.table), "Benchmark", rows, columns, notes, True)
@@ -101,7 +105,8 @@ def paper_table(board: Leaderboard) -> Table:
 
 def other_table(others: pd.DataFrame) -> Table:
     """Run scores outside the paper tables (sanity tasks and the like), one column per run."""
-    others = others.assign(row=others["benchmark"].fillna(others["task"]), column=others["model"] + " (" + others["table"] + ")")
+    others = others.assign(row=others["benchmark"].fillna(others["task"]),
+                           column=others["model"] + " (" + others["table"] + ")")
     rows = sorted(set(others["row"]))
     columns = [
         Column(header, [dict(zip(part["row"], part["score"])).get(row) for row in rows])
@@ -209,6 +214,9 @@ ul.notes { font-size: 0.85em; color: #555; }
 """.strip()
 
 
+DELTA_CLASSES = {"+": "up", "-": "down"}
+
+
 def to_html(tables: list[Table]) -> str:
     esc = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -225,7 +233,7 @@ def to_html(tables: list[Table]) -> str:
             out.append(f"<td>{esc(label)}</td>")
             for col in table.columns:
                 text = cell(col.values[i], col.delta)
-                css = "missing" if text is None else ("up" if text.startswith("+") else "down" if text.startswith("-") else "") if col.delta else ""
+                css = "missing" if text is None else DELTA_CLASSES.get(text[0], "") if col.delta else ""
                 attr = f' class="{css}"' if css else ""
                 out.append(f"<td{attr}>{esc(text or MISSING)}</td>")
             out.append("</tr>")
@@ -278,14 +286,31 @@ def build_parser(prog: str, what: str, default_output: str) -> argparse.Argument
     return parser
 
 
+@contextmanager
+def warnings_to_stderr(prog: str) -> Iterator[None]:
+    """Show the loader's warnings (skipped files, superseded runs) to the user, whatever logging
+    set-up the importing libraries left behind."""
+    log = logging.getLogger(results.__name__)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prog}: warning: %(message)s"))
+    saved = log.propagate, log.level
+    log.addHandler(handler)
+    log.propagate, log.level = False, logging.WARNING
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate, log.level = saved
+
+
 def run_command(prog: str, argv: list[str] | None, what: str, default_output: str, make_files) -> int:
     """Parse the flags, load the scores, write ``make_files(scores)``; errors -> message, exit 1."""
     args = build_parser(prog, what, default_output).parse_args(argv)
     output = args.output if args.output is not None else args.input / default_output
-    logging.basicConfig(level=logging.WARNING, format=f"{prog}: warning: %(message)s")
     try:
-        scores = load_scores(args.input)
-        written = write_files(output, make_files(scores))
+        with warnings_to_stderr(prog):
+            scores = load_scores(args.input)
+            written = write_files(output, make_files(scores))
     except (OSError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1

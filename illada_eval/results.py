@@ -17,7 +17,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_DOWN, Decimal
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("exact_match", "acc"),
         ("get-answer", "flexible-extract", "strict-match", "none"),
     ),
-    # length-normalised accuracy when the task reports it, as the lm-eval leaderboards do
+    # length-normalised accuracy when the task reports it, as the Open LLM Leaderboard did
     Benchmark("ARC-C", ("arc", "arc_c", "arc_challenge", "arc_challenge_chat"), ("acc_norm", "acc")),
     Benchmark("HellaSwag", ("hellaswag",), ("acc_norm", "acc")),
     Benchmark(
@@ -241,59 +241,26 @@ def run_model_name(data: dict[str, Any], path: Path) -> str:
 
 
 def load_run(path: Path, root: Path, published_tables: dict[str, str] | None = None) -> pd.DataFrame:
-    """Rows of the tidy table for one lm-eval result file.
+    """Rows of the tidy table for one lm-eval result file (one row per reported task).
 
-    Kept are the tasks that nothing above them in the file's group tree already reports: the
-    BBH group but not its 27 subtasks, MMLU but not mmlu_stem or mmlu_anatomy. A task is
-    reported when it maps to a paper benchmark or has a fraction-valued metric.
     ``published_tables`` (lower-cased model name -> paper table) places a run of a published
     model in that model's table when nothing else says which preset it used.
     """
     data = read_result_file(path)
     results: dict[str, Any] = data["results"]
     model = run_model_name(data, path)
-    config = data.get("config") if isinstance(data.get("config"), dict) else {}
-    block = data.get("illada_eval") if isinstance(data.get("illada_eval"), dict) else {}
+    config, block = _dict(data.get("config")), _dict(data.get("illada_eval"))
     children = _dict(data.get("group_subtasks"))
-    parents: dict[str, list[str]] = {}
-    for group, subtasks in children.items():
-        for child in subtasks if isinstance(subtasks, list) else []:
-            parents.setdefault(child, []).append(group)
-
-    def reports(task: str) -> bool:
-        entry = results.get(task)
-        return isinstance(entry, dict) and primary_metric(entry, benchmark_for_task(task)) is not None
-
-    def reported_above(task: str, seen: frozenset[str] = frozenset()) -> bool:
-        return any(
-            reports(parent) or reported_above(parent, seen | {task})
-            for parent in parents.get(task, [])
-            if parent not in seen
-        )
-
-    default_preset = (
-        block.get("preset") if block.get("preset") in PRESETS else None
-    ) or (published_tables or {}).get(model.lower()) or ("instruct" if "instruct" in model.lower() else "base")
+    preset = _run_preset(model, block, published_tables or {})
     rows = []
-    for task in sorted(results):
-        entry = results[task]
-        if not isinstance(entry, dict):
-            logger.warning("%s: results entry for task %r is not an object; skipped", path, task)
-            continue
-        bench = benchmark_for_task(task)
+    for task in _reported_tasks(path, results, children):
+        entry, bench = results[task], benchmark_for_task(task)
         metric = primary_metric(entry, bench)
-        if metric is None:
-            if bench is not None:
-                wanted = ", ".join(bench.metrics)
-                logger.warning("%s: task %r (%s) has none of the metrics %s; skipped", path, task, bench.name, wanted)
-            continue
-        if reported_above(task):
-            continue
         name, filter_name = metric.split(",", 1)
         rows.append(
             {
                 "origin": "run",
-                "table": task_preset(task) or default_preset,
+                "table": task_preset(task) or preset,
                 "model": model,
                 "benchmark": bench.name if bench else None,
                 "task": task,
@@ -309,8 +276,50 @@ def load_run(path: Path, root: Path, published_tables: dict[str, str] | None = N
             }
         )
     if not rows:
-        logger.warning("%s: no task in the file has a score to report (tasks: %s)", path, ", ".join(sorted(results)) or "none")
+        tasks = ", ".join(sorted(results)) or "none"
+        logger.warning("%s: no task in the file has a score to report (tasks: %s)", path, tasks)
     return _tidy(pd.DataFrame(rows))
+
+
+def _reported_tasks(path: Path, results: dict[str, Any], children: dict[str, Any]) -> list[str]:
+    """Tasks with a headline score that no group above them in the file already reports.
+
+    So the BBH group is kept but not its 27 subtasks, MMLU but not mmlu_stem or mmlu_anatomy,
+    while the tasks of a score-less group (our preset groups) are kept.
+    """
+    parents: dict[str, list[str]] = {}
+    for group, subtasks in children.items():
+        for child in subtasks if isinstance(subtasks, list) else []:
+            parents.setdefault(child, []).append(group)
+
+    def scored(task: str) -> bool:
+        entry = results.get(task)
+        return isinstance(entry, dict) and primary_metric(entry, benchmark_for_task(task)) is not None
+
+    def scored_above(task: str, seen: frozenset[str] = frozenset()) -> bool:
+        above = [parent for parent in parents.get(task, []) if parent not in seen]
+        return any(scored(parent) or scored_above(parent, seen | {task}) for parent in above)
+
+    kept = []
+    for task in sorted(results):
+        bench = benchmark_for_task(task)
+        if not isinstance(results[task], dict):
+            logger.warning("%s: results entry for task %r is not an object; skipped", path, task)
+        elif not scored(task):
+            if bench is not None:  # a paper benchmark without its metric: say so, it leaves a gap
+                wanted = ", ".join(bench.metrics)
+                logger.warning("%s: task %r (%s) has none of the metrics %s; skipped", path, task, bench.name, wanted)
+        elif not scored_above(task):
+            kept.append(task)
+    return kept
+
+
+def _run_preset(model: str, block: dict[str, Any], published_tables: dict[str, str]) -> str:
+    """The run's table: our ``illada_eval.preset``, else the published model's table, else a guess
+    from the model's name (task-name suffixes override this per task)."""
+    if block.get("preset") in PRESETS:
+        return block["preset"]
+    return published_tables.get(model.lower()) or ("instruct" if "instruct" in model.lower() else "base")
 
 
 def load_runs(root: Path, published_tables: dict[str, str] | None = None) -> pd.DataFrame:
@@ -374,7 +383,7 @@ def _doc_count(task: str, n_samples: dict[str, Any], children: dict[str, Any]) -
 def _iso_date(value: Any) -> str | None:
     """lm-eval writes the start time as a Unix timestamp; keep a string date as given."""
     if (stamp := _number(value)) is not None:
-        return datetime.fromtimestamp(stamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(stamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value if isinstance(value, str) and value else None
 
 
@@ -466,7 +475,8 @@ def leaderboard(scores: pd.DataFrame, table: str) -> Leaderboard:
         raise ValueError(f"the published scores have no {table!r} table")
     benchmarks = list(dict.fromkeys(paper["benchmark"]))
     models = list(dict.fromkeys(paper["model"]))
-    published = paper.pivot(index="benchmark", columns="model", values="score").reindex(index=benchmarks, columns=models)
+    published = paper.pivot(index="benchmark", columns="model", values="score")
+    published = published.reindex(index=benchmarks, columns=models)
     by_lower = {model.lower(): model for model in models}
     runs = latest_run_rows(scores)
     runs = runs[(runs["table"] == table) & runs["benchmark"].isin(benchmarks)]

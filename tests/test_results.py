@@ -216,8 +216,10 @@ def test_task_preset_comes_from_the_suffix():
 @pytest.mark.parametrize(
     "task, entry, expected",
     [
-        ("gsm8k", {"exact_match,strict-match": 0.6, "exact_match,flexible-extract": 0.7}, "exact_match,flexible-extract"),
-        ("gsm8k", {"exact_match,strict-match": 0.6, "exact_match_stderr,strict-match": 0.01}, "exact_match,strict-match"),
+        ("gsm8k", {"exact_match,strict-match": 0.6, "exact_match,flexible-extract": 0.7},
+         "exact_match,flexible-extract"),
+        ("gsm8k", {"exact_match,strict-match": 0.6, "exact_match_stderr,strict-match": 0.01},
+         "exact_match,strict-match"),
         ("arc_challenge", {"acc,none": 0.5, "acc_norm,none": 0.6, "acc_norm_stderr,none": 0.1}, "acc_norm,none"),
         ("arc_challenge", {"acc,none": 0.5, "acc_stderr,none": 0.1}, "acc,none"),
         ("hellaswag", {"acc,none": 0.5, "acc_norm,none": "N/A"}, "acc,none"),
