@@ -46,7 +46,7 @@ COLUMNS = [
     "date",  # ISO 8601 UTC start time of the run
     "source",  # the paper table's citation, or the run file relative to the results dir
     "provenance",  # "verbatim" / "secondary" for paper numbers, "run" for ours
-    "settings",  # JSON: model_args, limit, the task's generation settings, our illada_eval block
+    "settings",  # JSON: model_args, adapter settings, limit, the task's generation settings, illada_eval block
 ]
 
 
@@ -100,6 +100,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("HumanEval", ("humaneval", "humaneval_instruct"), ("pass@1", "pass_at_1"), ("create_test", "none")),
     Benchmark("MBPP", ("mbpp", "mbpp_instruct"), ("pass@1", "pass_at_1")),
     Benchmark("PIQA", ("piqa",), ("acc_norm", "acc")),
+    Benchmark("WinoGrande", ("winogrande",), ("acc",)),
 )
 
 # Metrics for tasks outside the papers (e.g. our sanity tasks): only fractions in [0, 1],
@@ -107,8 +108,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
 OTHER_TASK_METRICS = ("acc", "acc_norm", "exact_match", "pass@1", "pass_at_1", "math_verify", "f1", "em")
 
 _BY_TASK = {task: bench for bench in BENCHMARKS for task in bench.tasks}
-_TASK_PREFIX = "illada_"  # our own task names
-_PRESET_SUFFIXES = {f"_{preset}": preset for preset in PRESETS}
+_TASK_PREFIX = "illada_"  # our own task names: illada_<task> (base), illada_instruct_<task>
 
 
 class MalformedResultError(ValueError):
@@ -118,19 +118,31 @@ class MalformedResultError(ValueError):
 # ---------------------------------------------------------------- task names and metrics
 
 
+def _split_task_name(task: str) -> tuple[str, str | None]:
+    """``illada_instruct_gsm8k`` / ``illada_gsm8k_instruct`` -> (``gsm8k``, ``instruct``).
+
+    Lower-cases, reads ``-`` as ``_`` and drops our ``illada_`` prefix; a preset is read from a
+    ``_base`` / ``_instruct`` suffix, or, on our own tasks, from the word after ``illada_``.
+    """
+    name = task.strip().lower().replace("-", "_")
+    ours = name.startswith(_TASK_PREFIX)
+    name = name.removeprefix(_TASK_PREFIX)
+    for preset in PRESETS:
+        if ours and name.startswith(f"{preset}_"):
+            return name[len(preset) + 1 :], preset
+        if name.endswith(f"_{preset}"):
+            return name[: -len(preset) - 1], preset
+    return name, None
+
+
 def normalize_task_name(task: str) -> str:
     """``illada_arc_challenge_base`` -> ``arc_challenge``; ``MMLU-Redux`` -> ``mmlu_redux``."""
-    name = task.strip().lower().replace("-", "_").removeprefix(_TASK_PREFIX)
-    for suffix in _PRESET_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return _split_task_name(task)[0]
 
 
 def task_preset(task: str) -> str | None:
-    """``base`` / ``instruct`` when the task name ends with that preset's suffix."""
-    name = task.strip().lower()
-    return next((preset for suffix, preset in _PRESET_SUFFIXES.items() if name.endswith(suffix)), None)
+    """``base`` / ``instruct`` when the task's name says which preset it belongs to."""
+    return _split_task_name(task)[1]
 
 
 def benchmark_for_task(task: str) -> Benchmark | None:
@@ -391,6 +403,7 @@ def _settings(config: dict[str, Any], block: dict[str, Any], task_config: dict[s
     """What the score depends on, as canonical JSON (sorted keys) for the table's settings column."""
     settings = {
         "model_args": parse_model_args(config.get("model_args")),
+        "adapter": config.get("illada_adapter"),  # every setting our lm-eval adapter ran with
         "limit": config.get("limit"),
         "generation_kwargs": task_config.get("generation_kwargs"),
         "task_metadata": task_config.get("metadata"),

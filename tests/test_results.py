@@ -118,6 +118,7 @@ def demo_run() -> dict:
     data = lm_eval_file({"pretrained": "/tmp/ckpt/illada-demo", "dtype": "float32"}, results,
                         date=START + 3600, extra={"illada_eval": {"preset": "base"}})
     data["config"]["limit"] = 8
+    data["config"]["illada_adapter"] = {"pretrained": "/tmp/ckpt/illada-demo", "mask_id": 5, "mc_scoring": "confidence"}
     data["n-samples"] = {t: {"original": 1000, "effective": 8} for t in results}
     return data
 
@@ -195,7 +196,10 @@ def test_malformed_published_csv_names_the_problem(tmp_path):
         ("gsm8k", "GSM8K"), ("gsm8k_cot", "GSM8K"), ("minerva_math", "MATH"), ("hendrycks_math", "MATH"),
         ("math", "MATH"), ("illada_math_base", "MATH"), ("minerva_math500", "MATH"), ("humaneval", "HumanEval"),
         ("illada_humaneval_instruct", "HumanEval"), ("mbpp", "MBPP"), ("hellaswag", "HellaSwag"),
-        ("illada_hellaswag_base", "HellaSwag"),
+        ("illada_hellaswag_base", "HellaSwag"), ("illada_instruct_gsm8k", "GSM8K"), ("illada_instruct_mmlu", "MMLU"),
+        ("illada_instruct_mmlu_pro", "MMLU-Pro"), ("illada_instruct_mmlu_redux", "MMLU-Redux"),
+        ("illada_instruct_math", "MATH"), ("illada_instruct_humaneval", "HumanEval"), ("illada_mbpp", "MBPP"),
+        ("illada_bbh", "BBH"), ("illada_piqa", "PIQA"), ("illada_winogrande", "WinoGrande"),
         # subtasks and other benchmarks are not paper rows
         ("mmlu_abstract_algebra", None), ("mmlu_stem", None), ("bbh_cot_fewshot_navigate", None),
         ("minerva_math_algebra", None), ("gsm8k_platinum", None), ("humaneval_plus", None),
@@ -207,10 +211,12 @@ def test_task_names_map_to_paper_benchmarks(task, benchmark):
     assert (found.name if found else None) == benchmark
 
 
-def test_task_preset_comes_from_the_suffix():
+def test_task_preset_comes_from_the_name():
     assert R.task_preset("illada_gsm8k_instruct") == "instruct"
+    assert R.task_preset("illada_instruct_gsm8k") == "instruct"
     assert R.task_preset("illada_gsm8k_base") == "base"
-    assert R.task_preset("gsm8k") is None
+    assert R.task_preset("gsm8k") is None and R.task_preset("illada_gsm8k") is None
+    assert R.task_preset("instruct_gsm8k") is None  # the prefix form is only read on our own tasks
 
 
 @pytest.mark.parametrize(
@@ -276,7 +282,8 @@ def test_unknown_model_and_other_tasks(tmp_path):
     assert set(runs["model"]) == {"illada-demo"}
     assert dict(zip(runs["task"], runs["benchmark"])) == {
         "illada_arc_challenge_base": "ARC-C", "illada_gsm8k_base": "GSM8K", "illada_sanity_mc": None}
-    assert json.loads(runs["settings"].iloc[0])["limit"] == 8
+    settings = json.loads(runs["settings"].iloc[0])
+    assert settings["limit"] == 8 and settings["adapter"]["mc_scoring"] == "confidence"
     assert set(runs["n"]) == {8}
     others = R.other_run_rows(scores)
     assert list(others["task"]) == ["illada_sanity_mc"]
@@ -305,12 +312,15 @@ def test_model_name_and_preset_of_a_run(tmp_path, model_args, extra, expected):
     assert (row["model"], row["table"]) == expected
 
 
-def test_task_suffix_sets_the_preset(tmp_path):
-    data = lm_eval_file("pretrained=x/iLLaDA-8B-Base", {"illada_mmlu_instruct": {"exact_match,none": 0.5},
-                                                        "illada_mmlu_base": {"acc,none": 0.6}})
+def test_task_name_sets_the_preset(tmp_path):
+    data = lm_eval_file("pretrained=x/iLLaDA-8B-Base", {"illada_instruct_mmlu": {"exact_match,get_response": 0.5},
+                                                        "illada_gsm8k_instruct": {"exact_match,none": 0.4},
+                                                        "illada_mmlu": {"acc,none": 0.6}})
     root = make_results_dir(tmp_path, {"run.json": data})
     runs = R.load_scores(root).query("origin == 'run'")
-    assert dict(zip(runs["task"], runs["table"])) == {"illada_mmlu_instruct": "instruct", "illada_mmlu_base": "base"}
+    assert dict(zip(runs["task"], runs["table"])) == {
+        "illada_instruct_mmlu": "instruct", "illada_gsm8k_instruct": "instruct", "illada_mmlu": "base"}
+    assert set(runs["benchmark"]) == {"MMLU", "GSM8K"}
 
 
 def test_our_preset_group_without_scores_keeps_its_children(tmp_path):
