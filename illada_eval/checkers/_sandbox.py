@@ -1,0 +1,408 @@
+"""The child side of the code sandbox: run one untrusted program under isolation.
+
+``code.py`` starts this file by path as ``python -I -S -B -X utf8 _sandbox.py`` in a new
+session, so nothing of the package (and no torch) is imported here, and start-up stays cheap:
+standard library only, few imports (every millisecond is paid once per sample).
+
+Two processes live here:
+
+* the **supervisor** (trusted): reads the job from stdin, creates fresh PID, network and IPC
+  namespaces (inside a new user namespace when not root), forks the runner, enforces the
+  wall-clock limit, kills the runner when it ends or when the parent closes stdin, and reports
+  how the runner ended on a control pipe that the runner never holds;
+* the **runner** (untrusted once set up): PID 1 of the new PID namespace, so when it dies the
+  kernel kills every process it left behind. It makes every mount read-only in a private mount
+  namespace, mounts small private tmpfs on the work dir and the scratch dirs, sets resource
+  limits, drops to an unprivileged uid (or drops all capabilities), disables the obvious escape
+  hatches in-process, runs the program and, only if the program returned normally, writes
+  ``PASS <nonce>`` to the result pipe.
+
+A layer the kernel or the container refuses is reported as a ``note`` line to the parent,
+which logs it once; a runner that cannot finish its set-up never runs the program.
+See docs/sandbox.md for what each layer stops and what it does not.
+"""
+from __future__ import annotations
+
+import ctypes
+import marshal
+import os
+import resource
+import select
+import signal
+import sys
+import time
+
+RESULT_FD = 3  # runner -> parent: PASS/FAIL lines
+CONTROL_FD = 4  # supervisor -> parent: notes, "ready", then how the runner ended
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 32, 1024, 2048, 4096
+MS_REC, MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 16384, 1 << 18, 1 << 21, 1 << 24
+# per-mount options a bind remount must repeat (a user namespace may not change them)
+_KEPT_MOUNT_FLAGS = {
+    "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME,
+}
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+_CAP_VERSION_3 = 0x20080522
+
+# world-writable places programs use; each gets its own small private tmpfs
+_SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    args = [None if text is None else text.encode() for text in (source, target, fstype)]
+    _check(_libc.mount(*args, ctypes.c_ulong(flags), None if data is None else data.encode()),
+           f"mount {target}")
+
+
+def kill_uid_processes(uid: int, rounds: int = 50) -> bool:
+    """SIGKILL every live process whose real uid is ``uid``; True once none is left.
+
+    Only for the per-run sandbox uids, which no other process ever uses. Reads
+    /proc/*/status because a process that changed uid is not dumpable, so its /proc entry
+    shows root as owner. Zombies are skipped: they hold nothing and get reaped."""
+    wanted = f"\nUid:\t{uid}\t"
+    for _ in range(rounds):
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/status") as fh:
+                    status = fh.read()
+            except OSError:
+                continue
+            if wanted not in status or "\nState:\tZ" in status:
+                continue
+            found = True
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not found:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def read_job(stream) -> tuple[dict, bytes]:
+    """The job as ``code.py`` writes it: 8-byte length, marshalled dict, program bytes."""
+    size = int.from_bytes(stream.read(8), "little")
+    job = marshal.loads(stream.read(size))
+    return job, stream.read(job["program_bytes"])
+
+
+# --------------------------------------------------------------------------- supervisor
+
+def main() -> None:
+    job, program = read_job(sys.stdin.buffer)
+    sys.path.extend(job["site_packages"])  # started with -S: no .pth files, no editable installs
+    # Fixed low numbers for the pipes let the runner's RLIMIT_NOFILE stay small.
+    for fd, target in ((job["result_fd"], RESULT_FD), (job["control_fd"], CONTROL_FD)):
+        if fd != target:
+            os.dup2(fd, target)
+            os.close(fd)
+
+    def control(line: str) -> None:
+        os.write(CONTROL_FD, (" ".join(line.split()) + "\n").encode())
+
+    job["namespaces"] = _enter_namespaces(root=job["uid"] is not None)
+    if not job["namespaces"]:
+        control("note namespaces refused: no private network, PID space or read-only filesystem")
+    if not job["namespaces"] and job["uid"] is None:
+        # RLIMIT_NPROC then counts all our processes, not only the sandbox's (in a new user
+        # namespace, kernels >= 5.14 count per namespace)
+        job["max_processes"] += _count_tasks(os.getuid())
+
+    setup_r, setup_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(setup_r)
+        _runner(job, program, setup_w)  # never returns
+    os.close(setup_w)
+    with os.fdopen(setup_r, "rb") as fh:  # EOF once the runner is set up, or has failed
+        report = fh.read()
+    setup = marshal.loads(report) if report else {"error": "the runner died during set-up", "notes": []}
+    for note in setup["notes"]:
+        control(f"note {note}")
+    if "error" in setup:
+        control(f"setup-failed {setup['error']}")
+        verdict = "setup-failed"
+    else:
+        control("ready")
+        verdict = _wait(pid, job["timeout"])
+    _kill_runner(pid)
+    control(verdict)
+    os._exit(0)
+
+
+def _enter_namespaces(root: bool) -> bool:
+    """New PID, network and IPC namespaces (owned by a new user namespace when not root)."""
+    flags = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | (0 if root else CLONE_NEWUSER)
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        _check(_libc.unshare(flags), "unshare")
+        if not root:  # map only ourselves, keeping the number: files keep their owner
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
+                               ("gid_map", f"{gid} {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as fh:
+                    fh.write(text)
+    except OSError:
+        return False
+    return True
+
+
+def _count_tasks(uid: int) -> int:
+    count = 0
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{entry}/task"))
+        except OSError:
+            pass
+    return count
+
+
+def _wait(pid: int, timeout: float) -> str:
+    """Wait for the runner; stop early when the parent closes our stdin (or dies)."""
+    pidfd = os.pidfd_open(pid)
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "timeout"
+        ready, _, _ = select.select([pidfd, 0], [], [], remaining)
+        if pidfd in ready:
+            _, status = os.waitpid(pid, 0)
+            if os.WIFSIGNALED(status):
+                return f"signal {os.WTERMSIG(status)}"
+            return f"exit {os.WEXITSTATUS(status)}"
+        if ready:  # stdin readable means EOF: the parent asks us to stop
+            return "stopped"
+
+
+def _kill_runner(pid: int) -> None:
+    # In a PID namespace, killing its init (the runner) kills every process inside it;
+    # without one, the process group is what we can reach (the parent also sweeps the uid).
+    for kill in (os.kill, os.killpg):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+# --------------------------------------------------------------------------- runner
+
+def _runner(job: dict, program: bytes, setup_fd: int) -> None:
+    setup: dict = {"notes": []}
+    try:
+        os.setpgid(0, 0)
+        os.close(CONTROL_FD)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        python_dirs = _python_dirs()
+        if job["namespaces"]:
+            setup["notes"] += _private_filesystem(job)
+            if job["uid"] is not None:
+                _expose_to_others(python_dirs)
+        os.chdir(job["workdir"])
+        _set_limits(job)
+        _drop_privileges(job)
+        for path in python_dirs:
+            try:
+                os.listdir(path)
+            except OSError as exc:
+                raise PermissionError(f"the sandbox cannot read the Python installation ({exc}); "
+                                      "make it readable by all users") from None
+        _disable_escape_hatches(contained=job["namespaces"])
+    except BaseException as exc:  # the sandbox is not whole: never run the program then
+        setup["error"] = f"{type(exc).__name__}: {exc}"
+    os.write(setup_fd, marshal.dumps(setup))
+    os.close(setup_fd)
+    if "error" in setup:
+        os._exit(70)
+    _run_program(program, job.pop("nonce"))
+
+
+def _python_dirs() -> list[str]:
+    """The interpreter's own directories, outermost first, each subtree listed once."""
+    found: list[str] = []
+    candidates = (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix, *sys.path)
+    for path in sorted({os.path.realpath(p) for p in candidates if p and os.path.isdir(p)}, key=len):
+        if not any(path == outer or path.startswith(outer + os.sep) for outer in found):
+            found.append(path)
+    return found
+
+
+def _unescape_mountinfo(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as three-digit octal escapes."""
+    parts = field.split("\\")
+    return parts[0] + "".join(chr(int(part[:3], 8)) + part[3:] for part in parts[1:])
+
+
+def _private_filesystem(job: dict) -> list[str]:
+    """Read-only view of every mount, private tmpfs on the scratch dirs and the work dir, and
+    a /proc of the new PID namespace. Returns notes on mounts that stay writable."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here may reach the host
+    notes = []
+    with open("/proc/self/mountinfo") as fh:
+        mounts = [line.split() for line in fh]
+    for fields in mounts:
+        target = _unescape_mountinfo(fields[4])
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY  # MS_BIND: this mount only, not the filesystem
+        for option in fields[5].split(","):
+            flags |= _KEPT_MOUNT_FLAGS.get(option, 0)
+        try:
+            _mount(None, target, None, flags)
+        except OSError as exc:
+            if target == "/":
+                raise
+            notes.append(f"{target} stays writable ({exc})")
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    size = f"size={job['disk_mb']}m,nr_inodes=4096"
+    for path in _SCRATCH_DIRS:
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
+    os.makedirs(job["workdir"], exist_ok=True)
+    uid, gid = (job["uid"], job["gid"]) if job["uid"] is not None else (os.getuid(), os.getgid())
+    _mount("tmpfs", job["workdir"], "tmpfs", MS_NOSUID | MS_NODEV,
+           f"{size},mode=700,uid={uid},gid={gid}")
+    return notes
+
+
+def _expose_to_others(paths: list[str]) -> None:
+    """Make ``paths`` reachable for the unprivileged sandbox uid at their usual place.
+
+    When an ancestor is closed to other users (e.g. Python installed under /root by pyenv),
+    a private tmpfs covers that ancestor and the needed directories are bind-mounted back,
+    read-only: the sandbox reaches the interpreter and nothing else of that ancestor."""
+    covered: dict[str, list[str]] = {}
+    for path in paths:
+        parts = path.split(os.sep)
+        for depth in range(2, len(parts) + 1):
+            ancestor = os.sep.join(parts[:depth])
+            if not os.stat(ancestor).st_mode & 0o001:  # others may not pass through
+                covered.setdefault(ancestor, []).append(path)
+                break
+    for ancestor, inside in covered.items():
+        handles = {path: os.open(path, os.O_PATH) for path in inside}
+        _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+        for path, handle in handles.items():
+            os.makedirs(path, exist_ok=True)
+            _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
+            _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+            os.close(handle)
+
+
+def _set_limits(job: dict) -> None:
+    mib = 1024 * 1024
+    limits = {
+        resource.RLIMIT_AS: job["memory_mb"] * mib,
+        resource.RLIMIT_CPU: int(job["timeout"]) + 2,  # wall time normally ends it first
+        resource.RLIMIT_FSIZE: job["disk_mb"] * mib,
+        resource.RLIMIT_NPROC: job["max_processes"],
+        resource.RLIMIT_NOFILE: 256,
+        resource.RLIMIT_CORE: 0,
+    }
+    for which, soft in limits.items():
+        hard = soft + 1 if which == resource.RLIMIT_CPU else soft  # SIGXCPU first, then SIGKILL
+        resource.setrlimit(which, (soft, hard))
+
+
+def _drop_privileges(job: dict) -> None:
+    if job["uid"] is not None:  # root: become a uid that owns nothing on this machine
+        os.setgroups([])
+        os.setgid(job["gid"])
+        os.setuid(job["uid"])
+    elif job["namespaces"]:  # user namespace: keep our uid, give up the namespace's capabilities
+        header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
+        _check(_libc.capset(header, (ctypes.c_uint32 * 6)()), "capset")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    # after the uid change, which clears it: the runner dies with its supervisor
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+
+
+def _refuse(name: str):
+    def refused(*args, **kwargs):
+        raise PermissionError(f"{name} is disabled in the code sandbox")
+    return refused
+
+
+def _disable_escape_hatches(contained: bool) -> None:
+    """Defence in depth only: a program can get these back (``posix``, ``_socket``,
+    ``ctypes``); the kernel-enforced layers are what hold. Patched where it costs no import
+    (``subprocess`` goes through ``_posixsubprocess``). File deletion and sockets are blocked
+    only when no namespaces contain the program: inside them the filesystem is read-only and
+    there is no network anyway, and ``tempfile`` needs ``os.unlink``."""
+    import _posixsubprocess
+
+    names = ["system", "popen", "fork", "forkpty", "kill", "killpg", "execv", "execve",
+             "posix_spawn", "posix_spawnp"]
+    if not contained:
+        names += ["remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace",
+                  "truncate", "chmod", "chown", "lchown", "fchmod", "fchown", "chroot"]
+    for name in names:
+        if hasattr(os, name):
+            setattr(os, name, _refuse(f"os.{name}"))
+    _posixsubprocess.fork_exec = _refuse("subprocess")
+    if not contained:
+        import socket
+
+        for name in ("socket", "create_connection", "create_server", "socketpair", "fromfd"):
+            setattr(socket, name, _refuse(f"socket.{name}"))
+
+
+def _run_program(program: bytes, nonce: str) -> None:
+    # Own references: the program may rebind anything in os, sys or builtins.
+    write, exit_now, streams = os.write, os._exit, (sys.stdout, sys.stderr)
+    main_module = type(sys)("__main__")  # so pickle and typing find the program's own classes
+    sys.modules["__main__"] = main_module
+    try:
+        exec(compile(program, "<program>", "exec"), main_module.__dict__)
+        line = f"PASS {nonce}"
+    except BaseException as exc:  # SystemExit too: exit(0) before the tests is no pass
+        line = f"FAIL {nonce} {_describe(exc)}"
+    for stream in streams:
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    try:
+        write(RESULT_FD, (line + "\n").encode())
+    except OSError:
+        pass
+    exit_now(0)  # skip the program's atexit hooks and finalisers
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except BaseException:  # a hostile __str__
+        text = type(exc).__name__
+    return " ".join(text.split())[:500]
+
+
+if __name__ == "__main__":
+    main()

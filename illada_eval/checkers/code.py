@@ -1,0 +1,293 @@
+"""Run model-written programs (HumanEval, MBPP) in a sandbox and report whether they passed.
+
+``check_program(program)`` takes the complete text (prompt + completion + tests + check call),
+runs it in a fresh ``python -I`` process under the isolation described in docs/sandbox.md
+(namespaces, read-only filesystem, unprivileged uid, resource limits) and says whether the
+program ran to its end without an exception. Exit codes and printed text prove nothing: only a
+line carrying a per-run random nonce, written by the sandbox after the program returned,
+counts as a pass.
+
+It is a sandbox, not a VM: run evaluations of untrusted code on a machine you can afford to
+lose, and read docs/sandbox.md for what each layer does and does not stop.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import marshal
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from . import _sandbox
+
+logger = logging.getLogger(__name__)
+
+# Sandboxed programs run as uids from this range when we are root: an otherwise unused block
+# (systemd leaves 0x70000000-0x7FFEFFFF unallocated), one uid per concurrent run, so that
+# RLIMIT_NPROC counts only that run and "kill every process of this uid" is exact.
+_UID_BASE = 0x7A000000
+_MAX_SLOTS = 4096
+# machine-wide (not $TMPDIR) so that every evaluation on the machine sees the same slots; under
+# /run, which only root can write, so no other user can plant files there
+_SLOT_LOCK_DIR = "/run/illada-sandbox-slots"
+_STARTUP_GRACE_S = 10.0  # interpreter start-up under load, on top of the program's own limit
+_TAIL_BYTES = 4096  # kept of stdout / stderr for the report
+_CHANNEL_BYTES = 65536  # result and control lines are short; anything longer is junk
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not be set up (not the program's fault): results would be garbage."""
+
+
+@dataclass(frozen=True)
+class CodeResult:
+    passed: bool
+    status: str  # "passed" | "timed out" | "failed: <reason>"
+    stdout: str = ""  # last few KiB
+    stderr: str = ""  # last few KiB
+    duration_s: float = 0.0
+
+
+def check_program(program: str, timeout: float = 10.0, *, memory_mb: int = 1024,
+                  max_processes: int = 16, disk_mb: int = 64,
+                  max_output_bytes: int = 1 << 20) -> CodeResult:
+    """Run ``program`` in the sandbox; passed only if it ran to its end without an exception.
+
+    ``timeout`` bounds wall-clock seconds of the program, ``memory_mb`` its address space per
+    process, ``max_processes`` its processes and threads, ``disk_mb`` each file and each
+    private scratch filesystem, ``max_output_bytes`` what it may print (stdout + stderr;
+    more fails the run at once)."""
+    _validate_limits(timeout, memory_mb, max_processes, disk_mb, max_output_bytes)
+    with _sandbox_uid() as uid, _throwaway_dir(uid) as workdir:
+        job = {"timeout": float(timeout), "memory_mb": int(memory_mb),
+               "max_processes": int(max_processes), "disk_mb": int(disk_mb),
+               "uid": uid, "gid": uid, "workdir": workdir, "nonce": secrets.token_hex(16)}
+        return _execute(program, job, max_output_bytes)
+
+
+def check_many(programs: Iterable[str], timeout: float = 10.0, workers: int | None = None,
+               **limits) -> list[CodeResult]:
+    """``check_program`` over many programs, ``workers`` at a time; results in input order."""
+    programs = list(programs)
+    workers = workers or os.cpu_count() or 1
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda program: check_program(program, timeout, **limits), programs))
+
+
+def _validate_limits(timeout: float, memory_mb: int, max_processes: int, disk_mb: int,
+                     max_output_bytes: int) -> None:
+    if not timeout > 0:
+        raise ValueError(f"check_program: timeout must be > 0 seconds, got {timeout!r}")
+    for name, value, least in (("memory_mb", memory_mb, 64), ("max_processes", max_processes, 1),
+                               ("disk_mb", disk_mb, 1), ("max_output_bytes", max_output_bytes, 0)):
+        if not value >= least:
+            raise ValueError(f"check_program: {name} must be >= {least}, got {value!r}")
+
+
+@contextlib.contextmanager
+def _sandbox_uid() -> Iterator[int | None]:
+    """A uid no other run (in any process) uses now, when root; None otherwise.
+
+    Slots are held with flock on per-slot files, so concurrent evaluations on one machine never
+    share a uid; a crashed holder releases its slot with its death."""
+    if os.geteuid() != 0 or not _uid_range_mapped():
+        yield None
+        return
+    os.makedirs(_SLOT_LOCK_DIR, mode=0o700, exist_ok=True)
+    for slot in range(_MAX_SLOTS):
+        fd = os.open(os.path.join(_SLOT_LOCK_DIR, str(slot)), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        uid = _UID_BASE + slot
+        try:
+            _sandbox.kill_uid_processes(uid)  # leftovers of a holder that crashed
+            yield uid
+        finally:
+            _sandbox.kill_uid_processes(uid)
+            os.close(fd)
+        return
+    raise SandboxError(f"all {_MAX_SLOTS} sandbox slots are busy; lower the number of workers")
+
+
+def _uid_range_mapped() -> bool:
+    """Whether our user namespace maps the sandbox uids (it may not, e.g. in rootless podman)."""
+    with open("/proc/self/uid_map") as fh:
+        ranges = [tuple(map(int, line.split())) for line in fh if line.strip()]
+    return any(inside <= _UID_BASE and _UID_BASE + _MAX_SLOTS <= inside + count
+               for inside, _, count in ranges)
+
+
+@contextlib.contextmanager
+def _throwaway_dir(uid: int | None) -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="illada-sandbox-")
+    try:
+        if uid is not None:
+            os.chown(path, uid, uid)  # used as is when namespaces are refused
+        yield path
+    finally:
+        def make_removable(function, failed_path, exc_info):  # a program may chmod its files
+            os.chmod(os.path.dirname(failed_path), 0o700)
+            function(failed_path)
+        shutil.rmtree(path, onerror=make_removable)
+
+
+def _execute(program: str, job: dict, max_output_bytes: int) -> CodeResult:
+    source = program.encode("utf-8", "surrogatepass")
+    result_r, result_w = os.pipe()
+    control_r, control_w = os.pipe()
+    job.update(program_bytes=len(source), result_fd=result_w, control_fd=control_w,
+               site_packages=[path for path in site.getsitepackages() if os.path.isdir(path)])
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "HOME": job["workdir"], "TMPDIR": job["workdir"], "OMP_NUM_THREADS": "1"}
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            # -I: no PYTHON* variables, no user site; -S: no .pth processing (slow; site-packages
+            # are added by the sandbox); -B: write no .pyc anywhere
+            [sys.executable, "-I", "-S", "-B", "-X", "utf8", _sandbox.__file__],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            pass_fds=(result_w, control_w), cwd=job["workdir"], env=env, start_new_session=True)
+    finally:
+        os.close(result_w)
+        os.close(control_w)
+    try:
+        try:  # stdin stays open: closing it asks the supervisor to stop the run
+            header = marshal.dumps(job)  # read by _sandbox.read_job
+            proc.stdin.write(len(header).to_bytes(8, "little") + header + source)
+            proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        streams = _read_streams(proc, {"stdout": proc.stdout.fileno(), "stderr": proc.stderr.fileno(),
+                                       "result": result_r, "control": control_r},
+                                started + job["timeout"] + _STARTUP_GRACE_S, max_output_bytes)
+    finally:
+        _stop(proc)
+        os.close(result_r)
+        os.close(control_r)
+    return _verdict(streams, job, max_output_bytes, time.monotonic() - started)
+
+
+@dataclass
+class _Streams:
+    data: dict[str, bytearray]
+    printed: int = 0  # stdout + stderr bytes seen
+    overflow: bool = False
+    overdue: bool = False  # the supervisor outlived its own deadline (should never happen)
+
+
+def _read_streams(proc: subprocess.Popen, fds: dict[str, int], deadline: float,
+                  max_output_bytes: int) -> _Streams:
+    """Read all pipes until they close, keeping bounded tails; stop the run on too much output."""
+    streams = _Streams({name: bytearray() for name in fds})
+    selector = selectors.DefaultSelector()
+    for name, fd in fds.items():
+        selector.register(fd, selectors.EVENT_READ, name)
+    supervisor_done_at = None
+    while selector.get_map():
+        now = time.monotonic()
+        if proc.poll() is not None:
+            # Everything the supervisor started is dead; wait a moment for the last bytes only.
+            supervisor_done_at = supervisor_done_at or now
+            if now - supervisor_done_at > 0.5:
+                break
+        if now > deadline:
+            streams.overdue = True
+            break
+        for key, _ in selector.select(timeout=min(0.1, max(deadline - now, 0))):
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                selector.unregister(key.fd)
+                continue
+            buffer = streams.data[key.data]
+            buffer += chunk
+            limit = _TAIL_BYTES if key.data in ("stdout", "stderr") else _CHANNEL_BYTES
+            if key.data in ("stdout", "stderr"):
+                streams.printed += len(chunk)
+                del buffer[:-limit]
+            else:
+                del buffer[limit:]
+        if streams.printed > max_output_bytes and not streams.overflow:
+            streams.overflow = True
+            _request_stop(proc)
+    selector.close()
+    return streams
+
+
+def _request_stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(OSError):
+        proc.stdin.close()  # the supervisor sees EOF and kills the runner
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Supervisor first asked to stop (it kills the runner), then killed; the uid sweep of
+    ``_sandbox_uid`` catches whatever a killed supervisor could not."""
+    _request_stop(proc)
+    try:
+        proc.wait(timeout=2.0)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        stream.close()
+
+
+def _verdict(streams: _Streams, job: dict, max_output_bytes: int, duration: float) -> CodeResult:
+    nonce = job["nonce"]
+    control = streams.data["control"].decode("utf-8", "replace").splitlines()
+    for line in control:
+        if line.startswith("note "):
+            _note_once(line[5:])
+    setup_failed = [line[len("setup-failed "):] for line in control if line.startswith("setup-failed ")]
+    if setup_failed or "ready" not in control and not streams.overflow:
+        reason = setup_failed[0] if setup_failed else _tail(streams.data["stderr"]) or "no output"
+        raise SandboxError(f"the code sandbox could not start a program: {reason}")
+    ended = control[-1] if control and control[-1] != "ready" else "unknown"
+    results = streams.data["result"].decode("utf-8", "replace").splitlines()
+    if streams.overflow:
+        status = f"failed: output limit exceeded (more than {max_output_bytes} bytes printed)"
+    elif ended == "timeout" or streams.overdue:
+        status = "timed out"
+    elif f"PASS {nonce}" in results and ended == "exit 0":
+        status = "passed"
+    elif failures := [line.split(" ", 2)[2] for line in results if line.startswith(f"FAIL {nonce} ")]:
+        status = f"failed: {failures[0]}"
+    elif ended.startswith("signal "):
+        number = int(ended.split()[1])
+        status = "timed out" if number == signal.SIGXCPU else f"failed: killed by {signal.Signals(number).name}"
+    elif ended.startswith("exit "):
+        status = f"failed: exited with code {ended.split()[1]} before the tests finished"
+    else:
+        status = f"failed: the run ended abnormally ({ended})"
+    return CodeResult(passed=status == "passed", status=status, stdout=_tail(streams.data["stdout"]),
+                      stderr=_tail(streams.data["stderr"]), duration_s=duration)
+
+
+def _tail(data: bytearray) -> str:
+    return data.decode("utf-8", "replace")[-_TAIL_BYTES:].strip()
+
+
+_NOTED: set[str] = set()
+
+
+def _note_once(note: str) -> None:
+    if note not in _NOTED:
+        _NOTED.add(note)
+        logger.warning("code sandbox: %s (see docs/sandbox.md)", note)
