@@ -13,9 +13,16 @@ from dataclasses import dataclass
 import torch
 
 from ._logits import LogitsModel, model_device, pad_batch, selected_logits
-from .masking import derive_seed, random_subsets, seeded_generator, stratified_mask_counts
+from .masking import (
+    derive_seed,
+    random_subsets,
+    seeded_generator,
+    stratified_mask_counts,
+    tiled_subsets,
+)
 
 TokenLists = Sequence[Sequence[int]]
+MASK_SAMPLING = ("llada", "antithetic", "balanced")
 
 
 def elbo_mask_plan(
@@ -24,23 +31,32 @@ def elbo_mask_plan(
     mc_num: int,
     mc_batch_size: int,
     generator: torch.Generator,
-    antithetic: bool = False,
+    mask_sampling: str = "llada",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The masks and weights of the Monte Carlo ELBO for a continuation of ``length`` tokens.
 
     Returns bool ``masks [n, length]`` and float64 ``weights [n]`` such that the estimate is
     ``sum_r weights[r] * sum_{i masked in r} log p(c_i | prompt, c with mask r)``.
 
-    LLaDA's estimator: ``mc_num`` draws in groups of ``mc_batch_size``; each group takes one
-    random offset and spreads its mask counts ``l`` evenly over ``[1, length]``
-    (:func:`~.masking.stratified_mask_counts`); each draw masks a uniform subset of ``l``
-    positions and has weight ``length / l / mc_num``. With ``antithetic=True`` half of each
-    group is stratified as above and the other half masks the complements of those subsets (a
-    full mask is its own partner); every draw keeps the exact marginal distribution, so the
-    estimate stays unbiased while the pair's errors partly cancel. A one-token continuation
-    needs a single draw: its bound is exact. Identical draws are merged (weights added), which
-    changes no number and saves forward passes on short continuations.
+    ``mc_num`` draws in groups of ``mc_batch_size``; each group takes one random offset and
+    spreads its mask counts ``l`` evenly over ``[1, length]``
+    (:func:`~.masking.stratified_mask_counts`); a draw masking ``l`` positions has weight
+    ``length / l / mc_num``. Which positions a draw masks depends on ``mask_sampling``:
+
+    - ``"llada"``: an independent uniform subset per draw (LLaDA's estimator);
+    - ``"antithetic"``: half of each group as above, the other half the complements of those
+      subsets (a full mask is its own partner), so paired errors partly cancel;
+    - ``"balanced"``: the group's subsets are consecutive windows around one random cyclic
+      order of the positions (:func:`~.masking.tiled_subsets`), so each position is masked
+      about equally often; the lowest variance of the three at equal cost in our measurements.
+
+    Every draw keeps the exact distribution of LLaDA's draw, so all three are unbiased for
+    the same bound. A one-token continuation needs a single draw: its bound is exact.
+    Identical draws are merged (weights added), which changes no number and saves forward
+    passes on short continuations.
     """
+    if mask_sampling not in MASK_SAMPLING:
+        raise ValueError(f"mask_sampling must be one of {MASK_SAMPLING}, got {mask_sampling!r}")
     if length < 1:
         raise ValueError("a continuation needs at least one token")
     if length == 1:
@@ -50,14 +66,15 @@ def elbo_mask_plan(
         raise ValueError(
             f"mc_num ({mc_num}) must be a positive multiple of mc_batch_size ({mc_batch_size})"
         )
+    antithetic = mask_sampling == "antithetic"
     if antithetic and group % 2:
         raise ValueError(f"antithetic sampling pairs draws: mc_batch_size ({group}) must be even")
+    subsets_of = tiled_subsets if mask_sampling == "balanced" else random_subsets
     draws = []
     for _ in range(mc_num // group):
         offset = int(torch.randint(1, length + 1, (), generator=generator))
-        stratified = group // 2 if antithetic else group
-        counts = stratified_mask_counts(length, stratified, offset)
-        subsets = random_subsets(counts, length, generator)
+        counts = stratified_mask_counts(length, group // 2 if antithetic else group, offset)
+        subsets = subsets_of(counts, length, generator)
         if antithetic:
             full = subsets.all(dim=1, keepdim=True)
             subsets = torch.cat([subsets, torch.where(full, subsets, ~subsets)])
@@ -162,7 +179,7 @@ def elbo_loglikelihood(
     mc_batch_size: int = 32,
     cfg_scale: float = 0.0,
     seed: int = 0,
-    antithetic: bool = False,
+    mask_sampling: str = "llada",
     batch_size: int = 32,
     pad_id: int | None = None,
 ) -> list[float]:
@@ -170,8 +187,9 @@ def elbo_loglikelihood(
 
     ``E_l E_mask[(L / l) * sum_{i masked} log p(c_i | prompt, c masked)]``: ``l`` of the
     continuation's ``L`` tokens are masked, the prompt never is. The draws follow
-    :func:`elbo_mask_plan` (``mc_num`` draws, stratified in groups of ``mc_batch_size``,
-    optionally ``antithetic``); a one-token continuation is exact in one pass; an empty
+    :func:`elbo_mask_plan` (``mc_num`` draws, stratified in groups of ``mc_batch_size``;
+    ``mask_sampling`` "llada" (LLaDA's), "antithetic" or "balanced", the lower-variance
+    designs); a one-token continuation is exact in one pass; an empty
     continuation scores 0. ``cfg_scale > 0`` applies unsupervised classifier-free guidance (the
     unconditional copy has the prompt replaced by mask tokens). Rows of all pairs share model
     calls of at most ``batch_size`` sequences (guidance copies included); padded positions hold
@@ -187,7 +205,7 @@ def elbo_loglikelihood(
         generator = seeded_generator(derive_seed(seed, prompt, continuation))
         masks, weights = elbo_mask_plan(
             len(continuation), mc_num=mc_num, mc_batch_size=mc_batch_size,
-            generator=generator, antithetic=antithetic,
+            generator=generator, mask_sampling=mask_sampling,
         )
         row_pair.append(torch.full((len(masks),), index, dtype=torch.long))
         row_masks.append(torch.nn.functional.pad(masks, (0, width - masks.shape[1])))

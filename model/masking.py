@@ -83,6 +83,25 @@ def stratified_mask_counts(length: int, group_size: int, offset: int) -> torch.T
 
 
 def random_subsets(counts: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
-    """Bool ``[n, length]``: row ``i`` marks a uniformly random subset of ``counts[i]`` positions."""
+    """Bool ``[n, length]``: row ``i`` marks a uniformly random subset of ``counts[i]`` positions,
+    independently of the other rows."""
     ranks = torch.rand(len(counts), length, generator=generator).argsort(dim=1).argsort(dim=1)
     return ranks < counts[:, None]
+
+
+def tiled_subsets(counts: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
+    """Bool ``[n, length]``: row ``i`` marks a uniformly random subset of ``counts[i]`` positions,
+    the rows together laid end to end around one random cyclic order of the positions.
+
+    Each row alone is a fixed window of a uniformly random permutation, hence a uniform subset
+    of its size (estimators stay unbiased); jointly the windows tile the cycle, so every
+    position is masked about equally often within the group, which removes most of the
+    variance that independent subsets add.
+    """
+    order = torch.randperm(length, generator=generator)
+    first = int(torch.randint(length, (), generator=generator))
+    starts = (first + counts.cumsum(0) - counts) % length
+    steps = torch.arange(length)
+    window = (starts[:, None] + steps[None, :]) % length  # each row: a rotation of the cycle
+    inside = steps[None, :] < counts[:, None]
+    return torch.zeros(len(counts), length, dtype=torch.bool).scatter_(1, order[window], inside)

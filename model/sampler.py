@@ -119,15 +119,21 @@ def _propose(
     rows_to_draw: torch.Tensor,
     generators: list[torch.Generator] | None,
     *,
+    mask_id: int,
     temperature: float,
     remasking: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Proposed tokens and confidences ``[B, block]`` from the block's logits ``[B, block, V]``.
 
     Gumbel-max in float64 as in LLaDA (``argmax exp(l) / (-log u)^T``, taken in log space so
-    large logits cannot overflow); only rows in ``rows_to_draw`` consume random numbers.
+    large logits cannot overflow); only rows in ``rows_to_draw`` consume random numbers. The
+    mask token is never proposed (an undertrained model may rank it first, and a "revealed"
+    mask token means nothing); confidences keep LLaDA's softmax over the full vocabulary, so
+    nothing changes wherever LLaDA would not have proposed the mask token.
     """
     logits = logits.double()
+    log_norm = torch.logsumexp(logits, dim=-1) if remasking == "low_confidence" else None
+    logits[..., mask_id] = -torch.inf
     x0 = logits.argmax(dim=-1)
     needs_noise = temperature > 0
     confidence = None
@@ -144,9 +150,8 @@ def _propose(
                 confidence[row] = torch.rand(
                     logits.shape[1], dtype=torch.float64, device=logits.device, generator=generator
                 )
-    if remasking == "low_confidence":
-        chosen = logits.gather(-1, x0[..., None])[..., 0]
-        confidence = torch.exp(chosen - torch.logsumexp(logits, dim=-1))
+    if log_norm is not None:
+        confidence = torch.exp(logits.gather(-1, x0[..., None])[..., 0] - log_norm)
     return x0, confidence
 
 
@@ -187,6 +192,7 @@ def generate(
     stop: Sequence[Sequence[int]] | None = None,
     seed: int | Sequence[int] = 0,
     threshold: float | None = None,
+    stop_early: bool = True,
     pad_id: int | None = None,
 ) -> GenerateOutput:
     """Generate up to ``gen_length`` tokens after each prompt with LLaDA's sampler.
@@ -218,6 +224,10 @@ def generate(
             every masked position of the block whose confidence is strictly above ``threshold``,
             and at least the most confident one, until the block is full (``steps`` is then not
             used). ``threshold=1.0`` reveals one token per step.
+        stop_early: in fixed-length mode, stop decoding a prompt once a completed block holds
+            an EOS or a stop sequence. Earlier blocks never change after they are decoded, so
+            the output is already final: the tokens are identical and model calls are saved.
+            ``False`` runs every block, as LLaDA's code does (to count its calls).
 
     Returns:
         :class:`GenerateOutput`. ``nfe`` counts model calls; a step in which no prompt has a
@@ -246,6 +256,8 @@ def generate(
     rows.append_masks(block_length if variable_length else gen_length)
     nfe = 0
     max_stop = max((len(s) for s in stops), default=1)
+    needs_generators = temperature > 0 or remasking == "random"
+    eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device)
 
     for block in range(num_blocks):
         if variable_length and block > 0:
@@ -266,15 +278,14 @@ def generate(
             drawing = still_masked.any(dim=1)
             for i in drawing.nonzero()[:, 0].tolist():
                 rows.nfe[rows.index[i]] += 1
-            needs_generators = temperature > 0 or remasking == "random"
             x0, confidence = _propose(
                 logits, drawing.nonzero()[:, 0],
                 rows.random_generators() if needs_generators else None,
-                temperature=temperature, remasking=remasking,
+                mask_id=mask_id, temperature=temperature, remasking=remasking,
             )
             if suppress_eos_confidence:
-                is_eos = torch.isin(x0, torch.tensor(eos_ids, device=device))
-                confidence = torch.where(is_eos, confidence - 2.0, confidence)
+                # below every probability, yet above the -inf of positions not to reveal
+                confidence = torch.where(torch.isin(x0, eos_tensor), confidence - 2.0, confidence)
             transfer = _select_transfers(
                 confidence, still_masked, None if schedule is None else schedule[step], threshold
             )
@@ -283,7 +294,7 @@ def generate(
             still_masked &= ~transfer
             step += 1
 
-        if variable_length:
+        if (variable_length or stop_early) and (eos_ids or stops):
             _finish_stopped_rows(
                 rows, outputs, stopped, eos_ids, stops,
                 search_from=max(0, block * block_length - max_stop + 1),

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from illada_eval.model import confidence_score, elbo_loglikelihood, elbo_mask_plan, generate
-from illada_eval.model.masking import stratified_mask_counts
+from illada_eval.model.masking import stratified_mask_counts, tiled_subsets
 
 from toy_models import ContextToy, UnigramToy, enumerated_elbo
 
@@ -35,20 +35,36 @@ def test_mask_plan_weights_and_shapes():
     with pytest.raises(ValueError, match="multiple"):
         elbo_mask_plan(7, mc_num=60, mc_batch_size=16, generator=generator)
     with pytest.raises(ValueError, match="even"):
-        elbo_mask_plan(7, mc_num=9, mc_batch_size=3, generator=generator, antithetic=True)
+        elbo_mask_plan(7, mc_num=9, mc_batch_size=3, generator=generator, mask_sampling="antithetic")
+    with pytest.raises(ValueError, match="mask_sampling"):
+        elbo_mask_plan(7, mc_num=8, mc_batch_size=8, generator=generator, mask_sampling="sobol")
+
+
+def test_tiled_subsets_have_their_sizes_and_balance_positions():
+    generator = torch.Generator().manual_seed(1)
+    counts = stratified_mask_counts(6, 12, 4)
+    masks = tiled_subsets(counts, 6, generator)
+    assert torch.equal(masks.sum(dim=1), counts)
+    coverage = masks.sum(dim=0)  # 42 masked slots over 6 positions, laid end to end: 7 each
+    assert coverage.tolist() == [7] * 6
+    # Marginally each row is a uniform subset of its size.
+    first_rows = torch.stack([tiled_subsets(counts, 6, generator)[0] for _ in range(3000)])
+    rate = first_rows.double().mean(dim=0)
+    assert ((rate - counts[0] / 6).abs() < 0.04).all()
 
 
 @pytest.mark.parametrize("mc_num", [1, 2, 8, 32, 128])
-@pytest.mark.parametrize("antithetic", [False, True])
-def test_unigram_elbo_is_exact_where_every_draw_is(mc_num, antithetic):
+@pytest.mark.parametrize("mask_sampling", ["llada", "antithetic", "balanced"])
+def test_unigram_elbo_is_exact_where_every_draw_is(mc_num, mask_sampling):
     """Context-free toy: a one-token continuation, or one whose tokens share a probability, is
     scored exactly by every single draw, so by every mc_num."""
-    if antithetic and mc_num == 1:
+    if mask_sampling == "antithetic" and mc_num == 1:
         pytest.skip("antithetic draws come in pairs")
     model = UnigramToy(UNIGRAM, mask_id=MASK)
     continuations = [[2], [5, 5, 5, 5], [1, 8, 1, 8, 8]]  # tokens 1 and 8 share probability 0.1
     scores = elbo_loglikelihood(model, [[4, 4], [], [1]], continuations, mask_id=MASK,
-                                mc_num=mc_num, mc_batch_size=min(mc_num, 8), antithetic=antithetic)
+                                mc_num=mc_num, mc_batch_size=min(mc_num, 8),
+                                mask_sampling=mask_sampling)
     for score, continuation in zip(scores, continuations):
         assert score == pytest.approx(model.exact_loglikelihood(continuation), rel=1e-6)
 
@@ -70,33 +86,34 @@ def test_unigram_confidence_score_is_exact():
         assert score == pytest.approx(model.exact_loglikelihood(continuation), rel=1e-6)
 
 
-@pytest.mark.parametrize("antithetic", [False, True])
-def test_context_elbo_mean_converges_to_enumerated_bound(antithetic):
+@pytest.mark.parametrize("mask_sampling", ["llada", "antithetic", "balanced"])
+def test_context_elbo_mean_converges_to_enumerated_bound(mask_sampling):
     model = ContextToy(mask_id=MASK, seed=1)
     pairs = list(zip(PROMPTS, CONTINUATIONS))[:4]  # continuation lengths 3, 5, 2, 6
     bounds = torch.tensor([enumerated_elbo(model, p, c, MASK) for p, c in pairs])
     runs = torch.tensor([
         elbo_loglikelihood(model, [p for p, _ in pairs], [c for _, c in pairs], mask_id=MASK,
-                           mc_num=8, mc_batch_size=4, seed=seed, antithetic=antithetic)
-        for seed in range(200)
+                           mc_num=8, mc_batch_size=4, seed=seed, mask_sampling=mask_sampling)
+        for seed in range(120)
     ])
     stderr = runs.std(dim=0) / math.sqrt(len(runs))
     # 1e-4 covers float32 rounding where a pair's estimate has no variance at all (L = 2).
     assert ((runs.mean(dim=0) - bounds).abs() < 4 * stderr + 1e-4).all(), (runs.mean(0), bounds, stderr)
 
 
-def test_antithetic_lowers_variance_on_context_toy():
+def test_lower_variance_designs_beat_independent_subsets():
     model = ContextToy(mask_id=MASK, seed=1)
     prompt, continuation = PROMPTS[3], CONTINUATIONS[3]
 
-    def spread(antithetic):
+    def spread(mask_sampling):
         return torch.tensor([
             elbo_loglikelihood(model, [prompt], [continuation], mask_id=MASK, mc_num=8,
-                               mc_batch_size=8, seed=s, antithetic=antithetic)[0]
-            for s in range(200)
+                               mc_batch_size=8, seed=s, mask_sampling=mask_sampling)[0]
+            for s in range(120)
         ]).std().item()
 
-    assert spread(True) < spread(False)
+    llada = spread("llada")
+    assert spread("antithetic") < llada and spread("balanced") < llada
 
 
 def test_single_token_continuation_is_exact_in_one_pass():

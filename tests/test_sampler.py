@@ -136,12 +136,24 @@ def _eos_model(prompt_length, eos_at, length=16, record=False):
 def test_variable_length_stops_at_the_block_holding_eos():
     model, targets = _eos_model(prompt_length=3, eos_at=6)
     settings = dict(mask_id=MASK, gen_length=16, block_length=4, steps=8, eos_id=EOS)
-    fixed = generate(model, [[1, 1, 1]], **settings)
+    fixed = generate(model, [[1, 1, 1]], stop_early=False, **settings)
     variable = generate(model, [[1, 1, 1]], variable_length=True, **settings)
     assert fixed.tokens == variable.tokens == [targets[:6]]
     assert variable.stopped == fixed.stopped == [True]
     assert fixed.nfe == 8 and variable.nfe == 4  # two blocks of 2 steps instead of four
     assert variable.nfe < fixed.nfe
+
+
+def test_fixed_length_early_stop_keeps_tokens_and_saves_calls():
+    model = ContextToy(mask_id=MASK, seed=14)
+    prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 1, 2], [3]]
+    settings = dict(mask_id=MASK, gen_length=16, block_length=2, steps=16, eos_id=EOS)
+    full = generate(model, prompts, stop_early=False, **settings)
+    early = generate(model, prompts, **settings)
+    assert early.tokens == full.tokens and early.stopped == full.stopped
+    assert any(early.stopped)  # the toy does emit EOS, so something was saved
+    assert early.nfe <= full.nfe == 16
+    assert sum(early.nfe_per_sequence) < sum(full.nfe_per_sequence)
 
 
 def test_variable_length_batch_drops_finished_prompts():
@@ -201,6 +213,14 @@ def test_threshold_one_is_one_token_per_step_and_lower_thresholds_save_calls():
     out = generate(scripted, [[1]], steps=1, threshold=0.5, **settings)
     # Block 0: 3 confident at once, then 1; block 1: 1 confident at once, then 3 one at a time.
     assert out.tokens == [[2, 3, 4, 5, 6, 7, 8, 2]] and out.nfe == 2 + 4
+
+
+def test_mask_token_is_never_proposed():
+    logits = torch.randn(1, 1, V, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    logits[..., MASK] = 10.0  # an undertrained model ranking the mask token first everywhere
+    model = lambda ids, attention: logits.expand(*ids.shape, V).clone()
+    out = generate(model, [[1, 2]], mask_id=MASK, gen_length=6, block_length=3, steps=6)
+    assert len(out.tokens[0]) == 6 and MASK not in out.tokens[0]
 
 
 def test_argument_errors_name_the_fix():
