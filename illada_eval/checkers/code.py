@@ -69,6 +69,8 @@ def check_program(program: str, timeout: float = 10.0, *, memory_mb: int = 1024,
     process, ``max_processes`` its processes and threads, ``disk_mb`` each file and each
     private scratch filesystem, ``max_output_bytes`` what it may print (stdout + stderr;
     more fails the run at once)."""
+    if sys.platform != "linux":
+        raise SandboxError(f"the code sandbox needs Linux (namespaces, /proc); this is {sys.platform}")
     _validate_limits(timeout, memory_mb, max_processes, disk_mb, max_output_bytes)
     with _sandbox_uid() as uid, _throwaway_dir(uid) as workdir:
         job = {"timeout": float(timeout), "memory_mb": int(memory_mb),
@@ -256,14 +258,14 @@ def _verdict(streams: _Streams, job: dict, max_output_bytes: int, duration: floa
         if line.startswith("note "):
             _note_once(line[5:])
     setup_failed = [line[len("setup-failed "):] for line in control if line.startswith("setup-failed ")]
-    if setup_failed or "ready" not in control and not streams.overflow:
+    if setup_failed or "ready" not in control and not streams.overdue:
         reason = setup_failed[0] if setup_failed else _tail(streams.data["stderr"]) or "no output"
         raise SandboxError(f"the code sandbox could not start a program: {reason}")
     ended = control[-1] if control and control[-1] != "ready" else "unknown"
     results = streams.data["result"].decode("utf-8", "replace").splitlines()
     if streams.overflow:
         status = f"failed: output limit exceeded (more than {max_output_bytes} bytes printed)"
-    elif ended == "timeout" or streams.overdue:
+    elif ended == "timeout" or streams.overdue:  # overdue: even start-up overran (overload)
         status = "timed out"
     elif f"PASS {nonce}" in results and ended == "exit 0":
         status = "passed"
