@@ -1,0 +1,694 @@
+"""The lm-evaluation-harness backend for masked diffusion LMs, registered as ``illada``.
+
+``lm_eval.simple_evaluate(model="illada", model_args={"pretrained": PATH_OR_HUB_ID})`` runs any
+iLLaDA or LLaDA checkpoint on lm-eval tasks once ``illada_eval`` is imported. Requests become
+calls of the diffusion API in ``illada_eval.model``:
+
+- ``loglikelihood``: iLLaDA's confidence score or LLaDA's Monte Carlo ELBO (exact in one pass for
+  a one-token continuation), with lm-eval's greedy flag, many documents per model call;
+- ``loglikelihood_rolling``: the ELBO of each of lm-eval's rolling windows, summed;
+- ``generate_until``: LLaDA's sampler (blocks, low-confidence remasking), variable length.
+
+Every request draws its random numbers from a seed derived from its own tokens, so a result
+depends neither on the batch it ran in nor on the process that ran it: batch size and the number
+of data-parallel processes do not change the metrics. Each finished request is written to
+lm-eval's request cache (``use_cache``) as soon as it is done, so a killed run resumes where it
+stopped.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from lm_eval import utils as lm_utils
+from lm_eval.api.instance import Instance
+from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
+# importing lm_eval.models (for its utils) registers lm-eval's own backends first, so a registry
+# holding "illada" still resolves "hf"
+from lm_eval.models.utils import (
+    Collator,
+    _add_special_kwargs,
+    handle_stop_sequences,
+    has_bos_prefix,
+    normalize_gen_kwargs,
+    postprocess_generated_text,
+)
+from tqdm import tqdm
+
+from illada_eval.model import confidence_score, elbo_loglikelihood, generate, load_model
+from illada_eval.model.masking import derive_seed
+
+log = logging.getLogger(__name__)
+
+SCORING_METHODS = ("confidence", "elbo")
+# token names that end a turn in the chat formats of the models we evaluate
+END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>")
+DEFAULT_MAX_LENGTH = 2048
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How ``loglikelihood`` scores a continuation (a task's ``metadata.illada``)."""
+
+    scoring: str = "elbo"  # "confidence" (iLLaDA) or "elbo" (LLaDA's Monte Carlo bound)
+    mc_num: int = 128  # ELBO draws; a one-token continuation always takes one exact pass
+    mc_batch_size: int = 32  # draws stratified together (LLaDA's mini-batch)
+    cfg_scale: float = 0.0  # unsupervised classifier-free guidance
+    greedy: bool = True  # compute lm-eval's is_greedy under ELBO scoring (one extra reveal pass)
+
+    def __post_init__(self) -> None:
+        if self.scoring not in SCORING_METHODS:
+            raise ValueError(f"scoring must be one of {SCORING_METHODS}, got {self.scoring!r}")
+        _set_numbers(self, ints=("mc_num", "mc_batch_size"), floats=("cfg_scale",))
+        if self.mc_num < 1 or self.mc_batch_size < 1:
+            raise ValueError(f"mc_num and mc_batch_size must be positive, got {self.mc_num}, {self.mc_batch_size}")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How ``generate_until`` decodes (model_args defaults, then each request's generation_kwargs)."""
+
+    gen_length: int = 256  # budget when a request gives no max_gen_toks
+    block_length: int = 32
+    steps: int | None = None  # total steps over the budget; None: one token per step
+    steps_per_block: int | None = None  # alternative to steps; wins when set
+    remasking: str = "low_confidence"
+    temperature: float = 0.0
+    variable_length: bool = True
+    suppress_eos_confidence: bool = False
+    cfg_scale: float = 0.0
+    threshold: float | None = None  # Fast-dLLM parallel decoding
+
+    def __post_init__(self) -> None:
+        _set_numbers(self, ints=("gen_length", "block_length", "steps", "steps_per_block"),
+                     floats=("temperature", "cfg_scale", "threshold"))
+        if self.gen_length < 1 or self.block_length < 1:
+            raise ValueError(f"gen_length and block_length must be positive, got {self.gen_length}, {self.block_length}")
+
+    def plan(self, max_gen_toks: int) -> tuple[int, int, int]:
+        """``(gen_length, block_length, steps)`` for the sampler from a request's budget.
+
+        The block is at most the budget; the budget is rounded up to whole blocks (the output is
+        cut back to ``max_gen_toks``); a block gets ``steps * block / budget`` steps (at least
+        one, at most one per token).
+        """
+        if max_gen_toks < 1:
+            raise ValueError(f"max_gen_toks must be positive, got {max_gen_toks}")
+        block = min(self.block_length, max_gen_toks)
+        num_blocks = -(-max_gen_toks // block)
+        if self.steps_per_block is not None:
+            per_block = self.steps_per_block
+        else:
+            steps = self.steps if self.steps is not None else max_gen_toks
+            per_block = round(steps * block / max_gen_toks)
+        per_block = min(max(1, per_block), block)
+        return num_blocks * block, block, num_blocks * per_block
+
+
+def _set_numbers(settings: Any, ints: Sequence[str], floats: Sequence[str]) -> None:
+    """Cast numeric fields of a frozen settings object (YAML and ``key=value`` give 1 for 1.0)."""
+    for names, kind in ((ints, int), (floats, float)):
+        for name in names:
+            value = getattr(settings, name)
+            if value is not None:
+                object.__setattr__(settings, name, kind(value))
+
+
+def _updated(settings: Any, overrides: Mapping[str, Any], where: str) -> Any:
+    """``settings`` with the known keys of ``overrides`` (None values skipped) put on top."""
+    known = {f.name for f in fields(settings)}
+    values = {key: value for key, value in overrides.items() if key in known and value is not None}
+    try:
+        return replace(settings, **values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: bad settings {values}: {error}") from error
+
+
+class CountingModel:
+    """The logits callable with a counter of model calls (the NFE of the speed figures)."""
+
+    def __init__(self, model: Callable[..., Any]) -> None:
+        self.model = model
+        self.calls = 0
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
+        self.calls += 1
+        return self.model(input_ids, attention_mask)
+
+    @property
+    def device(self) -> torch.device:
+        device = getattr(self.model, "device", None)
+        if isinstance(device, torch.device):
+            return device
+        if isinstance(self.model, torch.nn.Module):
+            for parameter in self.model.parameters():
+                return parameter.device
+        return torch.device("cpu")
+
+
+@dataclass
+class RequestStats:
+    """Speed figures of one request type on this process."""
+
+    requests: int = 0
+    model_calls: int = 0
+    wall_s: float = 0.0
+    generated_tokens: int = 0
+    truncated_contexts: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.generated_tokens:
+            out["tokens_per_s"] = self.generated_tokens / self.wall_s if self.wall_s else None
+        return out
+
+
+def pick_device(device: str | None) -> torch.device:
+    """The torch device for ``device`` (None: CUDA when present), with a clear error for CUDA."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} was asked for but CUDA is not available on this machine "
+            "(torch.cuda.is_available() is False); use --device cpu, or install a CUDA build of torch"
+        )
+    return chosen
+
+
+def load_tokenizer(source: Any, checkpoint: Path | None) -> Any:
+    """A transformers tokenizer: the object given, a path / hub id, or the checkpoint's own."""
+    if source is not None and not isinstance(source, (str, Path)):
+        return source
+    from transformers import AutoTokenizer
+
+    where = str(source) if source is not None else str(checkpoint)
+    if source is None and checkpoint is None:
+        raise ValueError("a model passed as an object needs tokenizer=<path, hub id or tokenizer object>")
+    try:
+        return AutoTokenizer.from_pretrained(where)
+    except Exception as error:  # missing files, unknown hub id, broken json: one message for the user
+        raise FileNotFoundError(
+            f"could not load a tokenizer from '{where}' ({type(error).__name__}: {error}); the "
+            "checkpoint directory needs tokenizer files (tokenizer.json / tokenizer_config.json), "
+            "or pass tokenizer=<path or hub id>"
+        ) from error
+
+
+@register_model("illada")
+class DiffusionLM(TemplateLM):
+    """lm-eval backend for iLLaDA and LLaDA checkpoints (and any masked-diffusion logits callable).
+
+    Args:
+        pretrained: checkpoint directory or Hub id (``illada_eval.load_model``), or a loaded model
+            / logits callable ``model(input_ids, attention_mask)`` (then give ``tokenizer`` and,
+            without ``model.config.mask_token_id``, ``mask_id``).
+        tokenizer: path, hub id or tokenizer object; default: the checkpoint's own.
+        revision, dtype, device: where the weights come from and live (device None: CUDA when
+            present, else CPU; under ``accelerate launch`` each process takes its own device).
+        batch_size: sequences per model call (ELBO draws, confidence pairs or prompts).
+        max_length: context limit in tokens; default: the config's max_position_embeddings.
+        mc_scoring, mc_num, mc_batch_size, cfg_scale, greedy_flag: default likelihood settings
+            (see :class:`ScoringSettings`); a task's ``metadata.illada`` overrides them.
+        gen_length, block_length, steps, steps_per_block, remasking, temperature,
+            variable_length, suppress_eos_confidence, threshold: default generation settings
+            (see :class:`GenerationSettings`); a request's generation_kwargs override them.
+        mask_id: mask token id; default ``model.config.mask_token_id``.
+        seed: root of every request's own random seed.
+        task_settings: ``{task_name: metadata.illada dict}``, as the ``illada-eval`` command
+            passes it; tasks not in it use the defaults above.
+        add_bos_token: force the tokenizer's special tokens on or off (default: its own rule).
+    """
+
+    def __init__(
+        self,
+        pretrained: Any,
+        tokenizer: Any = None,
+        revision: str | None = None,
+        dtype: str | torch.dtype | None = None,
+        device: str | None = None,
+        batch_size: int | str | None = 1,
+        max_batch_size: int | None = None,  # accepted for lm-eval's CLI; batch_size is fixed
+        max_length: int | None = None,
+        mc_scoring: str = "elbo",
+        mc_num: int = 128,
+        mc_batch_size: int = 32,
+        cfg_scale: float = 0.0,
+        greedy_flag: bool = True,
+        gen_length: int = 256,
+        block_length: int = 32,
+        steps: int | None = None,
+        steps_per_block: int | None = None,
+        remasking: str = "low_confidence",
+        temperature: float = 0.0,
+        variable_length: bool = True,
+        suppress_eos_confidence: bool = False,
+        threshold: float | None = None,
+        mask_id: int | None = None,
+        seed: int = 0,
+        task_settings: Mapping[str, Mapping[str, Any]] | None = None,
+        add_bos_token: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self._device = pick_device(device)
+        self.accelerator = self._start_data_parallel(cpu=self._device.type == "cpu")
+        if self.accelerator is not None:  # each process on its own device, a share of the requests
+            device_of_process = self.accelerator.device
+            # accelerate names the CPU "cpu:0", which safetensors does not accept
+            self._device = torch.device("cpu") if device_of_process.type == "cpu" else device_of_process
+            self._rank = self.accelerator.process_index
+            self._world_size = self.accelerator.num_processes
+
+        self.pretrained = pretrained if isinstance(pretrained, (str, Path)) else type(pretrained).__name__
+        self.revision = revision
+        checkpoint = None
+        if isinstance(pretrained, (str, Path)):
+            from illada_eval.model import resolve_checkpoint
+
+            checkpoint = resolve_checkpoint(pretrained, revision)
+            network = load_model(checkpoint, dtype=dtype, device=self._device)
+        else:
+            network = pretrained
+        self.network = network
+        self._model = CountingModel(network)
+        self.tokenizer = load_tokenizer(tokenizer, checkpoint)
+        config = getattr(network, "config", None)
+        self.mask_id = int(mask_id if mask_id is not None else getattr(config, "mask_token_id", -1))
+        if self.mask_id < 0:
+            raise ValueError("the model has no config.mask_token_id: pass mask_id=<the mask token's id>")
+        self._max_length = int(max_length or getattr(config, "max_position_embeddings", 0) or DEFAULT_MAX_LENGTH)
+        self.batch_size = _positive_int(batch_size, "batch_size")
+        self.add_bos_token = add_bos_token
+        self.seed = int(seed)
+        self.scoring = _updated(
+            ScoringSettings(),
+            dict(scoring=mc_scoring, mc_num=mc_num, mc_batch_size=mc_batch_size,
+                 cfg_scale=cfg_scale, greedy=greedy_flag),
+            "model_args",
+        )
+        self.generation = _updated(
+            GenerationSettings(),
+            dict(gen_length=gen_length, block_length=block_length, steps=steps,
+                 steps_per_block=steps_per_block, remasking=remasking, temperature=temperature,
+                 variable_length=variable_length, suppress_eos_confidence=suppress_eos_confidence,
+                 cfg_scale=cfg_scale, threshold=threshold),
+            "model_args",
+        )
+        self.task_settings = {name: dict(value) for name, value in (task_settings or {}).items()}
+        self._task_scoring: dict[str | None, ScoringSettings] = {}
+        self.eos_ids = self._end_token_ids(config)
+        self.stats: dict[str, RequestStats] = {}
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    @staticmethod
+    def _start_data_parallel(cpu: bool):
+        """An accelerate ``Accelerator`` when launched with several processes (``accelerate
+        launch`` on GPUs, ``torchrun`` on CPUs, where gloo connects them), else None."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return None
+        from datetime import timedelta
+
+        from accelerate import Accelerator, InitProcessGroupKwargs
+
+        # long evaluations leave ranks waiting for each other at the end: a generous timeout
+        accelerator = Accelerator(cpu=cpu, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=1))])
+        return accelerator if accelerator.num_processes > 1 else None
+
+    def _end_token_ids(self, config: Any) -> list[int]:
+        """EOS ids of the tokenizer and config, and end-of-turn tokens the vocabulary holds."""
+        ids: list[int] = []
+        candidates: list[Any] = [self.tokenizer.eos_token_id, getattr(config, "eos_token_id", None)]
+        vocab = self.tokenizer.get_vocab()
+        candidates += [vocab.get(token) for token in END_OF_TURN_TOKENS]
+        for value in candidates:
+            for token in value if isinstance(value, (list, tuple)) else [value]:
+                if token is not None and int(token) not in ids and int(token) != self.mask_id:
+                    ids.append(int(token))
+        return ids
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message)
+
+    def _stats(self, request_type: str) -> RequestStats:
+        return self.stats.setdefault(request_type, RequestStats())
+
+    def speed_stats(self) -> dict[str, dict[str, Any]]:
+        """Per request type: requests, model calls (NFE), wall time, generated tokens, tokens/s."""
+        return {name: stats.as_dict() for name, stats in self.stats.items()}
+
+    # ------------------------------------------------------------------ lm-eval properties
+
+    @property
+    def model(self) -> Any:
+        return self.network
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.eos_ids[0] if self.eos_ids else self.tokenizer.eos_token_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None else self.eot_token_id
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self.generation.gen_length
+
+    @property
+    def tokenizer_name(self) -> str:
+        return str(getattr(self.tokenizer, "name_or_path", "tokenizer")).replace("/", "__")
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if self.accelerator is None else self.accelerator.gather(tensor)
+
+    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
+        if self.accelerator is None:
+            return [obj]
+        result = [None] * self.world_size if self.rank == dst else None
+        torch.distributed.gather_object(obj=obj, object_gather_list=result, dst=dst)
+        return result
+
+    def barrier(self) -> None:
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
+
+    def get_model_info(self) -> dict[str, Any]:
+        """What lm-eval records in ``results["config"]``: the model and every adapter setting."""
+        parameters = sum(p.numel() for p in self.network.parameters()) if isinstance(self.network, torch.nn.Module) else -1
+        dtype = next((p.dtype for p in self.network.parameters()), None) if parameters > 0 else None
+        return {
+            "model_num_parameters": parameters,
+            "model_dtype": str(dtype) if dtype is not None else "",
+            "model_revision": self.revision,
+            "model_sha": "",
+            "illada_adapter": self.settings(),
+        }
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "pretrained": str(self.pretrained),
+            "revision": self.revision,
+            "device": str(self.device),
+            "batch_size": self.batch_size,
+            "max_length": self.max_length,
+            "mask_id": self.mask_id,
+            "eos_ids": self.eos_ids,
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "scoring": asdict(self.scoring),
+            "generation": asdict(self.generation),
+            "task_settings": self.task_settings,
+        }
+
+    # ------------------------------------------------------------------ tokenization
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
+        special = _add_special_kwargs(add_special_tokens, self.add_bos_token)
+        # a chat template may already have written the BOS text: do not add a second one
+        bos_text = self.tokenizer.bos_token
+        if add_special_tokens is None and bos_text and has_bos_prefix(string, bos_text):
+            special["add_special_tokens"] = False
+        return list(self.tokenizer.encode(string, **special))
+
+    def tok_decode(self, tokens: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self.tokenizer.decode(list(tokens), skip_special_tokens=skip_special_tokens)
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(
+                f"the tokenizer of {self.pretrained} has no chat template: run without "
+                "apply_chat_template (--chat-template off) or pass a tokenizer that has one"
+            )
+        return self.tokenizer.apply_chat_template(
+            chat_history,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,
+        )
+
+    def _encode_request(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval's convention (TemplateLM.loglikelihood): trailing context spaces move to the
+        continuation; an empty context becomes the prefix (BOS, else EOS) token."""
+        if context:
+            return self._encode_pair(context, continuation)
+        continuation_enc = self.tok_encode(continuation, add_special_tokens=False)
+        if continuation_enc and continuation_enc[0] == self.prefix_token_id:
+            return continuation_enc[:1], continuation_enc[1:]
+        return [self.prefix_token_id], continuation_enc
+
+    def _fit_context(self, context: list[int], room: int, request_type: str) -> list[int]:
+        """The context cut from the left to ``room`` tokens, warning once per run."""
+        if len(context) <= room:
+            return context
+        self._stats(request_type).truncated_contexts += 1
+        self._warn_once(
+            "truncation",
+            f"a context of {len(context)} tokens does not fit the model's maximum length "
+            f"({self.max_length} tokens with the continuation or generation budget): contexts are "
+            "truncated from the left, as lm-eval's hf backend does (counted in the speed figures "
+            "as truncated_contexts; this warning is shown once)",
+        )
+        return context[len(context) - room :] if room > 0 else []
+
+    # ------------------------------------------------------------------ loglikelihood
+
+    def scoring_for(self, task_name: str | None) -> ScoringSettings:
+        """The likelihood settings of a task: its ``task_settings`` entry over the defaults."""
+        if task_name not in self._task_scoring:
+            overrides = self.task_settings.get(task_name or "", {})
+            self._task_scoring[task_name] = _updated(self.scoring, overrides, f"task {task_name!r}")
+        return self._task_scoring[task_name]
+
+    def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        encoded = []
+        for request in requests:
+            context, continuation = request.args
+            context_enc, continuation_enc = self._encode_request(context, continuation)
+            encoded.append(((context, continuation), context_enc, continuation_enc))
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        groups: dict[ScoringSettings, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(self.scoring_for(request.task_name), []).append(index)
+        progress = tqdm(total=len(requests), desc="loglikelihood", disable=disable_tqdm or self.rank != 0)
+        for settings, indices in groups.items():
+            scores = self._loglikelihood_tokens([encoded[i] for i in indices], settings=settings, progress=progress)
+            for index, score in zip(indices, scores, strict=True):
+                results[index] = score
+        progress.close()
+        return results  # type: ignore[return-value]
+
+    def _loglikelihood_tokens(
+        self,
+        requests: list[tuple[tuple[str, str], list[int], list[int]]],
+        disable_tqdm: bool = False,
+        settings: ScoringSettings | None = None,
+        progress: tqdm | None = None,
+    ) -> list[tuple[float, bool]]:
+        settings = settings or self.scoring
+        stats = self._stats("loglikelihood")
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        pairs = []
+        for index, (_, context, continuation) in enumerate(requests):
+            if not continuation:
+                self._warn_once("empty", "an empty continuation scores log-probability 0 (it is certain)")
+                results[index] = (0.0, True)
+                continue
+            if len(continuation) >= self.max_length:
+                raise ValueError(
+                    f"a continuation of {len(continuation)} tokens does not fit the model's maximum "
+                    f"length ({self.max_length}); shorten the task's answers or raise max_length"
+                )
+            pairs.append((index, self._fit_context(context, self.max_length - len(continuation), "loglikelihood"), continuation))
+        # longest first: similar lengths share a call, so little padding
+        pairs.sort(key=lambda p: (-len(p[2]), -len(p[1]) - len(p[2]), p[0]))
+        for chunk in self._likelihood_chunks(pairs, settings):
+            start_calls, start = self._model.calls, time.perf_counter()
+            scores = self._score_pairs([p[1] for p in chunk], [p[2] for p in chunk], settings)
+            stats.model_calls += self._model.calls - start_calls
+            stats.wall_s += time.perf_counter() - start
+            stats.requests += len(chunk)
+            for (index, _, _), score in zip(chunk, scores, strict=True):
+                results[index] = score
+                self.cache_hook.add_partial("loglikelihood", requests[index][0], score)
+            if progress is not None:
+                progress.update(len(chunk))
+        if progress is not None:
+            progress.update(len(requests) - len(pairs))
+        return results  # type: ignore[return-value]
+
+    def _likelihood_chunks(self, pairs: list, settings: ScoringSettings) -> Iterator[list]:
+        """Groups of pairs that fill about one model call each (ELBO: all draws of the group)."""
+        chunk, rows = [], 0
+        for pair in pairs:
+            if settings.scoring == "confidence":
+                rows_of_pair = 1
+            else:
+                rows_of_pair = 1 if len(pair[2]) == 1 else settings.mc_num
+            chunk.append(pair)
+            rows += rows_of_pair
+            if rows >= self.batch_size:
+                yield chunk
+                chunk, rows = [], 0
+        if chunk:
+            yield chunk
+
+    def _score_pairs(self, contexts: list[list[int]], continuations: list[list[int]],
+                     settings: ScoringSettings) -> list[tuple[float, bool]]:
+        common = dict(mask_id=self.mask_id, cfg_scale=settings.cfg_scale, batch_size=self.batch_size,
+                      pad_id=self.mask_id)
+        if settings.scoring == "confidence" or settings.greedy:
+            confident = confidence_score(self._model, contexts, continuations, return_greedy=True, **common)
+            if settings.scoring == "confidence":
+                return [(float(score), bool(greedy)) for score, greedy in confident]
+            greedy_flags = [bool(greedy) for _, greedy in confident]
+        else:
+            greedy_flags = [False] * len(contexts)
+        scores = elbo_loglikelihood(
+            self._model, contexts, continuations, mc_num=settings.mc_num,
+            mc_batch_size=min(settings.mc_batch_size, settings.mc_num), seed=self.seed, **common,
+        )
+        return [(float(score), greedy) for score, greedy in zip(scores, greedy_flags, strict=True)]
+
+    # ------------------------------------------------------------------ rolling loglikelihood
+
+    def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False) -> list[float]:
+        """The ELBO of each of lm-eval's disjoint rolling windows, summed per document."""
+        stats = self._stats("loglikelihood_rolling")
+        results = []
+        for request in tqdm(requests, desc="loglikelihood_rolling", disable=disable_tqdm or self.rank != 0):
+            (text,) = request.args
+            settings = self.scoring_for(request.task_name)
+            # a window is context + continuation, so it must fit max_length as a whole
+            windows = [
+                lm_utils.make_disjoint_window(window)
+                for window in lm_utils.get_rolling_token_windows(
+                    token_list=self.tok_encode(text, add_special_tokens=False),
+                    prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length - 1,
+                    context_len=1,
+                )
+            ]
+            start_calls, start = self._model.calls, time.perf_counter()
+            total = 0.0
+            if windows:
+                contexts, continuations = zip(*windows, strict=True)
+                total = float(sum(elbo_loglikelihood(
+                    self._model, list(contexts), list(continuations), mask_id=self.mask_id,
+                    mc_num=settings.mc_num, mc_batch_size=min(settings.mc_batch_size, settings.mc_num),
+                    cfg_scale=settings.cfg_scale, seed=self.seed, batch_size=self.batch_size,
+                    pad_id=self.mask_id,
+                )))
+            stats.model_calls += self._model.calls - start_calls
+            stats.wall_s += time.perf_counter() - start
+            stats.requests += 1
+            results.append(total)
+            self.cache_hook.add_partial("loglikelihood_rolling", (text,), total)
+        return results
+
+    # ------------------------------------------------------------------ generation
+
+    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        stats = self._stats("generate_until")
+        args = [request.args for request in requests]
+        # identical requests (lm-eval's repeats) get different seeds, so sampling differs
+        seen: Counter = Counter()
+        occurrence = {}
+        for index, (context, gen_kwargs) in enumerate(args):
+            key = (context, repr(sorted(gen_kwargs.items())))
+            occurrence[index] = seen[key]
+            seen[key] += 1
+        collator = Collator(
+            list(enumerate(args)),
+            sort_fn=lambda item: (-len(self.tok_encode(item[1][0])), item[1][0]),
+            group_fn=lambda item: item[1][1],
+            group_by="gen_kwargs",
+        )
+        outputs = []
+        progress = tqdm(total=len(requests), desc="generate_until", disable=disable_tqdm or self.rank != 0)
+        for chunk in collator.get_batched(n=self.batch_size):
+            indices = [index for index, _ in chunk]
+            contexts = [context for _, (context, _) in chunk]
+            gen_kwargs = chunk[0][1][1]
+            start_calls, start = self._model.calls, time.perf_counter()
+            texts, generated = self._generate_batch(contexts, gen_kwargs, [occurrence[i] for i in indices])
+            stats.model_calls += self._model.calls - start_calls
+            stats.wall_s += time.perf_counter() - start
+            stats.requests += len(chunk)
+            stats.generated_tokens += generated
+            for context, text in zip(contexts, texts, strict=True):
+                self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+            outputs.extend(texts)
+            progress.update(len(chunk))
+        progress.close()
+        return collator.get_original(outputs)
+
+    def generation_settings_for(self, gen_kwargs: Mapping[str, Any]) -> tuple[GenerationSettings, list[str], int]:
+        """The settings, stop strings and token budget of one request's generation_kwargs."""
+        kwargs = dict(normalize_gen_kwargs(dict(gen_kwargs), self.generation.gen_length))
+        eos_text = self.tok_decode([self.eot_token_id], skip_special_tokens=False)
+        until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
+        max_gen_toks = int(kwargs.pop("max_gen_toks"))
+        do_sample = bool(kwargs.pop("do_sample", False))
+        temperature = float(kwargs.pop("temperature", 0.0)) if do_sample else 0.0
+        known = {f.name for f in fields(GenerationSettings)} - {"gen_length"}
+        ignored = sorted(set(kwargs) - known)
+        if ignored:
+            self._warn_once(f"ignored:{ignored}", f"generation_kwargs {ignored} have no meaning for diffusion sampling and are ignored")
+        overrides = {key: kwargs[key] for key in known if kwargs.get(key) is not None}
+        settings = _updated(self.generation, {**overrides, "temperature": temperature}, "generation_kwargs")
+        return settings, until, max_gen_toks
+
+    def _generate_batch(self, contexts: list[str], gen_kwargs: Mapping[str, Any],
+                        occurrences: list[int]) -> tuple[list[str], int]:
+        settings, until, max_gen_toks = self.generation_settings_for(gen_kwargs)
+        gen_length, block_length, steps = settings.plan(max_gen_toks)
+        room = self.max_length - gen_length
+        if room < 1:
+            raise ValueError(
+                f"a generation budget of {gen_length} tokens leaves no room for the prompt within "
+                f"the model's maximum length ({self.max_length}); lower max_gen_toks"
+            )
+        prompts = [self._fit_context(self.tok_encode(c), room, "generate_until") for c in contexts]
+        stops = [tokens for s in until if (tokens := self.tok_encode(s, add_special_tokens=False))]
+        output = generate(
+            self._model, prompts, mask_id=self.mask_id, gen_length=gen_length,
+            block_length=block_length, steps=steps, temperature=settings.temperature,
+            remasking=settings.remasking, cfg_scale=settings.cfg_scale, eos_id=self.eos_ids,
+            variable_length=settings.variable_length,
+            suppress_eos_confidence=settings.suppress_eos_confidence, stop=stops or None,
+            seed=[derive_seed(self.seed, prompt, [k]) for prompt, k in zip(prompts, occurrences, strict=True)],
+            threshold=settings.threshold, pad_id=self.mask_id,
+        )
+        texts, generated = [], 0
+        for tokens in output.tokens:
+            tokens = tokens[:max_gen_toks]
+            generated += len(tokens)
+            texts.append(postprocess_generated_text(self.tok_decode(tokens), stop=until, think_end_token=None))
+        return texts, generated
+
+
+def _positive_int(value: Any, name: str) -> int:
+    try:
+        number = int(value if value is not None else 1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive integer (the diffusion backend has no 'auto'), got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return number

@@ -1,0 +1,407 @@
+"""``illada-eval``: run the paper's benchmarks on a diffusion checkpoint, or on an ``hf:`` baseline.
+
+    illada-eval --model GSAI-ML/LLaDA-8B-Base --tasks arc,bbh --preset base --limit 50
+    illada-eval --model hf:Qwen/Qwen2.5-7B --tasks arc,bbh
+    accelerate launch -m illada_eval --model PATH --tasks mmlu      # data parallel
+    illada-eval ls                                                  # presets, tasks, aliases
+
+Tasks are lm-eval tasks: ours under tasks/ (their YAMLs hold each task's protocol: the scoring
+method in ``metadata.illada``, the generation length and block in ``generation_kwargs``), or any
+of lm-eval's own. The run writes one lm-eval-format results JSON with an ``illada_eval`` block
+holding the full settings and the speed figures, and prints a short table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from illada_eval import presets
+
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo"
+HF_PREFIX = "hf:"
+SPEED_SUMS = ("requests", "model_calls", "generated_tokens", "truncated_contexts")
+# metadata.illada keys that tell the adapter how to score likelihood requests
+SCORING_KEYS = ("scoring", "mc_num", "mc_batch_size", "cfg_scale")
+
+
+@dataclass
+class EvalConfig:
+    """Every flag of the command (recorded whole in each result file)."""
+
+    model: str
+    tasks: str | None = None
+    preset: str = presets.DEFAULT_PRESET
+    limit: float | None = None
+    num_fewshot: int | None = None
+    batch_size: int = 1
+    device: str | None = None
+    dtype: str | None = None
+    revision: str | None = None
+    output: str = "results/runs"
+    log_samples: bool = False
+    seed: int = 1234
+    data_dir: str | None = None
+    confirm_run_unsafe_code: bool = False
+    use_cache: str | None = None
+    model_args: str | None = None
+    gen_kwargs: str | None = None
+    chat_template: str = "auto"
+    include_path: list[str] = field(default_factory=list)
+    bootstrap_iters: int = 100000
+    verbosity: str = "WARNING"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="illada-eval",
+        description="Evaluate a masked diffusion LM (iLLaDA, LLaDA) or an hf: baseline on lm-eval tasks. "
+        "Subcommands: ls, data, report, plot.",
+    )
+    parser.add_argument("--model", required=True,
+                        help="checkpoint directory, Hugging Face Hub id, 'demo' (the bundled tiny model), "
+                        "or hf:<id or path> for an autoregressive baseline through lm-eval's hf backend")
+    parser.add_argument("--tasks", help="comma-separated benchmarks or task names (aliases: arc, bbh, math, ...; "
+                        "'offline' = the preset's tasks the offline data holds); default: the whole preset")
+    parser.add_argument("--preset", default=presets.DEFAULT_PRESET, choices=presets.PRESETS,
+                        help="the paper's protocol: base or instruct (default: %(default)s)")
+    parser.add_argument("--limit", type=float, help="documents per task (below 1: a fraction)")
+    parser.add_argument("--num-fewshot", type=int, help="override the tasks' shot counts")
+    parser.add_argument("--batch-size", type=int, default=1, help="sequences per model call (default: 1)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
+    parser.add_argument("--dtype", help="float32, bfloat16, ... (default: as stored)")
+    parser.add_argument("--revision", help="Hub revision of the model")
+    parser.add_argument("--output", default="results/runs",
+                        help="a directory (results go to DIR/<model>/results_<time>.json) or a .json file "
+                        "(default: %(default)s)")
+    parser.add_argument("--log-samples", action="store_true", help="also write every request and response")
+    parser.add_argument("--seed", type=int, default=1234, help="seed of the run: few-shot sampling and "
+                        "every request's own diffusion seed (default: %(default)s)")
+    parser.add_argument("--data-dir", help="offline data mirror (`illada-eval data pull`); "
+                        "default: $ILLADA_EVAL_DATA_DIR when set, else the Hub")
+    parser.add_argument("--confirm-run-unsafe-code", action="store_true",
+                        help="allow tasks that run model-written code (HumanEval, MBPP) in the sandbox")
+    parser.add_argument("--use-cache", help="path prefix of lm-eval's request cache: a rerun of the same "
+                        "command skips every request that finished, so an interrupted run resumes")
+    parser.add_argument("--model-args", help="more backend arguments, key=value,... (e.g. mc_num=32,threshold=0.9)")
+    parser.add_argument("--gen-kwargs", help="override the tasks' generation_kwargs, key=value,...")
+    parser.add_argument("--chat-template", default="auto", choices=("auto", "on", "off"),
+                        help="apply the tokenizer's chat template: auto = as each task's metadata says "
+                        "(the instruct preset does)")
+    parser.add_argument("--include-path", action="append", default=[], help="another folder of task YAMLs")
+    parser.add_argument("--bootstrap-iters", type=int, default=100000,
+                        help="bootstrap iterations for stderrs (0: none; default: %(default)s)")
+    parser.add_argument("--verbosity", default="WARNING", help="log level (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = EvalConfig(**vars(args))
+    try:
+        return run(config, argv=list(sys.argv[1:] if argv is None else argv))
+    except (ValueError, FileNotFoundError, PermissionError) as error:
+        print(f"illada-eval: error: {error}", file=sys.stderr)
+        return 1
+
+
+def run(config: EvalConfig, argv: list[str]) -> int:
+    start = time.perf_counter()
+    import lm_eval
+    from lm_eval.api.registry import get_model
+    from lm_eval.tasks import TaskManager
+    from lm_eval.utils import simple_parse_args_string, setup_logging
+
+    import illada_eval  # noqa: F401  (registers the "illada" backend)
+    from illada_eval.adapter import pick_device
+    from illada_eval.data import DATA_DIR_ENV
+    from illada_eval.tasks import TASKS_DIR
+
+    setup_logging(config.verbosity)
+    if config.data_dir:
+        os.environ[DATA_DIR_ENV] = str(Path(config.data_dir).expanduser())
+    device = str(pick_device(config.device))  # a missing CUDA is reported before anything loads
+    output = prepare_output(config.output, config.model)
+
+    task_manager = TaskManager(include_path=[str(TASKS_DIR), *config.include_path])
+    names = presets.resolve_tasks(config.tasks, config.preset, known_tasks=task_manager.all_tasks)
+    built = [(name, load_task(task_manager, name)) for name in names]
+    leaves = {task.task_name: task for _, objects in built for obj in objects for task in leaf_tasks(obj)}
+    task_settings = {name: scoring_settings(task) for name, task in leaves.items()}
+
+    backend, model_args = backend_arguments(config, device)
+    if backend == "hf":
+        for task in leaves.values():
+            strip_diffusion_generation_keys(task)
+    else:
+        model_args["task_settings"] = task_settings
+    lm = get_model(backend).create_from_arg_obj(model_args, {})
+
+    chat = {name: wants_chat_template(task, config.chat_template) for name, task in leaves.items()}
+    results = None
+    for flag in (False, True):
+        objects = [obj for _, objs in built for obj in objs if chat_flag(obj, chat) == flag]
+        if not objects:
+            continue
+        part = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=objects,
+            task_manager=task_manager,
+            num_fewshot=config.num_fewshot,
+            limit=int(config.limit) if config.limit is not None and config.limit >= 1 else config.limit,
+            use_cache=config.use_cache,
+            log_samples=config.log_samples,
+            apply_chat_template=flag,
+            fewshot_as_multiturn=flag,
+            gen_kwargs=simple_parse_args_string(config.gen_kwargs) if config.gen_kwargs else None,
+            bootstrap_iters=config.bootstrap_iters,
+            random_seed=config.seed,
+            numpy_random_seed=config.seed,
+            torch_random_seed=config.seed,
+            fewshot_random_seed=config.seed,
+            confirm_run_unsafe_code=config.confirm_run_unsafe_code,
+        )
+        results = merge_results(results, part)
+    speed = gather_speed(lm, time.perf_counter() - start)
+    if lm.rank != 0 or results is None:
+        return 0
+
+    model_args.pop("task_settings", None)  # recorded with the adapter's settings in config
+    results["config"].update(model=backend, model_args=model_args, batch_size=config.batch_size, device=device)
+    results["illada_eval"] = {
+        "version": version("illada-eval"),
+        "lm_eval_version": version("lm_eval"),
+        "torch_version": version("torch"),
+        "python": platform.python_version(),
+        "command": ["illada-eval", *argv],
+        "settings": asdict(config),
+        "preset": config.preset,
+        "model": config.model,
+        "backend": backend,
+        "tasks": names,
+        "chat_template": chat,
+        "speed": speed,
+    }
+    samples = results.pop("samples", None)  # None without --log-samples
+    written = write_results(output, results, samples)
+    print(lm_eval.utils.make_table(results))
+    if results.get("groups"):
+        print(lm_eval.utils.make_table(results, "groups"))
+    print(speed_line(speed))
+    print(f"results: {written}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def backend_arguments(config: EvalConfig, device: str) -> tuple[str, dict[str, Any]]:
+    """The lm-eval backend name and its arguments for ``--model``."""
+    from lm_eval.utils import simple_parse_args_string
+
+    extra = simple_parse_args_string(config.model_args) if config.model_args else {}
+    if config.model.startswith(HF_PREFIX):
+        pretrained = config.model[len(HF_PREFIX):]
+        if not pretrained:
+            raise ValueError("--model hf: needs a model after the colon, e.g. hf:Qwen/Qwen2.5-7B")
+        args = {"pretrained": pretrained, "device": device, "batch_size": config.batch_size,
+                "dtype": config.dtype or "auto"}
+        if config.revision:
+            args["revision"] = config.revision
+        return "hf", args | extra
+    pretrained = str(DEMO_MODEL_DIR) if config.model == "demo" else config.model
+    if config.model == "demo" and not DEMO_MODEL_DIR.is_dir():
+        raise FileNotFoundError(f"the demo model is not in {DEMO_MODEL_DIR}; reinstall illada-eval")
+    args = {"pretrained": pretrained, "device": device, "batch_size": config.batch_size,
+            "dtype": config.dtype, "revision": config.revision, "seed": config.seed}
+    return "illada", {key: value for key, value in args.items() if value is not None} | extra
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+def load_task(task_manager: Any, name: str) -> list[Any]:
+    """The built task or group objects a name stands for (a tag gives several tasks)."""
+    try:
+        loaded = task_manager.load([name])
+    except KeyError as error:
+        raise ValueError(f"lm-eval could not load task {name!r}: {error}") from error
+    if name in loaded["groups"]:
+        return [loaded["groups"][name]]
+    if name in loaded["tasks"]:
+        return [loaded["tasks"][name]]
+    return list(loaded["tasks"].values())
+
+
+def leaf_tasks(obj: Any) -> list[Any]:
+    return list(obj.get_all_tasks()) if hasattr(obj, "get_all_tasks") else [obj]
+
+
+def illada_metadata(task: Any) -> dict[str, Any]:
+    metadata = task.config.metadata if isinstance(task.config.metadata, dict) else {}
+    return dict(metadata.get("illada") or {})
+
+
+def scoring_settings(task: Any) -> dict[str, Any]:
+    """The adapter's likelihood settings of a task: its ``metadata.illada`` scoring keys, and
+    whether lm-eval's greedy flag is read (only ``loglikelihood`` tasks' acc reads it)."""
+    illada = illada_metadata(task)
+    settings = {key: illada[key] for key in SCORING_KEYS if illada.get(key) is not None}
+    settings["greedy"] = task.get_config("output_type") == "loglikelihood"
+    return settings
+
+
+def wants_chat_template(task: Any, mode: str) -> bool:
+    if mode != "auto":
+        return mode == "on"
+    return bool(illada_metadata(task).get("chat_template", False))
+
+
+def chat_flag(obj: Any, chat: dict[str, bool]) -> bool:
+    """A group runs with the chat template when its tasks ask for it."""
+    return all(chat[task.task_name] for task in leaf_tasks(obj))
+
+
+def strip_diffusion_generation_keys(task: Any) -> None:
+    """Drop the sampler's keys from generation_kwargs: lm-eval's hf generate() rejects them."""
+    kwargs = task.get_config("generation_kwargs")
+    if isinstance(kwargs, dict):
+        kept = {k: v for k, v in kwargs.items() if k not in presets.DIFFUSION_GENERATION_KEYS}
+        task.set_config("generation_kwargs", kept)
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def merge_results(into: dict[str, Any] | None, part: dict[str, Any] | None) -> dict[str, Any] | None:
+    """One result dict from the runs of several task sets (with and without chat template)."""
+    if into is None or part is None:
+        return into or part
+    for key, value in part.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict) and key != "config":
+            into[key].update(value)
+        else:
+            into.setdefault(key, value)
+    return into
+
+
+def gather_speed(lm: Any, wall_s: float) -> dict[str, Any]:
+    """Speed figures of all processes: sums of counts, the slowest process's times."""
+    local = lm.speed_stats() if hasattr(lm, "speed_stats") else {}
+    per_process = lm.gather_object(local) if lm.world_size > 1 else [local]
+    if per_process is None:  # not the main process
+        return {}
+    per_type: dict[str, dict[str, Any]] = {}
+    for stats in per_process:
+        for request_type, figures in stats.items():
+            total = per_type.setdefault(request_type, {key: 0 for key in SPEED_SUMS} | {"wall_s": 0.0})
+            for key in SPEED_SUMS:
+                total[key] += figures.get(key, 0)
+            total["wall_s"] = max(total["wall_s"], figures.get("wall_s", 0.0))
+    for figures in per_type.values():
+        if figures["generated_tokens"]:
+            figures["tokens_per_s"] = figures["generated_tokens"] / figures["wall_s"] if figures["wall_s"] else None
+    generated = sum(f["generated_tokens"] for f in per_type.values())
+    return {
+        "wall_s": wall_s,
+        "processes": lm.world_size,
+        "model_calls": sum(f["model_calls"] for f in per_type.values()),
+        "generated_tokens": generated,
+        "tokens_per_s": per_type.get("generate_until", {}).get("tokens_per_s"),
+        "per_request_type": per_type,
+    }
+
+
+def speed_line(speed: dict[str, Any]) -> str:
+    parts = [f"wall {speed['wall_s']:.1f} s", f"{speed['processes']} process(es)"]
+    if speed.get("model_calls"):
+        parts.append(f"{speed['model_calls']} model calls (NFE)")
+    if speed.get("generated_tokens"):
+        rate = speed.get("tokens_per_s")
+        parts.append(f"{speed['generated_tokens']} generated tokens" + (f", {rate:.1f} tokens/s" if rate else ""))
+    return "speed: " + ", ".join(parts)
+
+
+def model_slug(model: str) -> str:
+    """A file-name-safe name of ``--model``: a local path's last part, a hub id with '__'."""
+    name = model[len(HF_PREFIX):] if model.startswith(HF_PREFIX) else model
+    path = Path(name).expanduser()
+    if path.exists():
+        name = path.resolve().name
+    return ("hf__" if model.startswith(HF_PREFIX) else "") + name.strip("/").replace("/", "__")
+
+
+def prepare_output(output: str, model: str) -> Path:
+    """The results file this run will write, checked writable now, before any work is done."""
+    target = Path(output).expanduser()
+    stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    if target.suffix != ".json":
+        target = target / model_slug(model) / f"results_{stamp}.json"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise PermissionError(
+            f"cannot write results to {target.parent} ({error.strerror or error}); "
+            "choose another --output"
+        ) from error
+    return target
+
+
+def write_results(target: Path, results: dict[str, Any], samples: dict[str, list] | None) -> Path:
+    """Write the results JSON (and per-task sample files) atomically; if that fails, into the
+    temp directory rather than lose the run."""
+    from lm_eval.utils import handle_non_serializable
+
+    def dump(path: Path, text: str) -> Path:
+        try:
+            partial = path.with_name(f".{path.name}.partial")
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, path)
+            return path
+        except OSError as error:
+            fallback = Path(tempfile.gettempdir()) / path.name
+            fallback.write_text(text, encoding="utf-8")
+            logging.getLogger(__name__).error("could not write %s (%s); saved to %s instead", path, error, fallback)
+            return fallback
+
+    for task, rows in (samples or {}).items():
+        lines = "".join(json.dumps(row, default=handle_non_serializable, ensure_ascii=False) + "\n" for row in rows)
+        dump(target.with_name(f"{target.stem}_samples_{task}.jsonl"), lines)
+    return dump(target, json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------------------- ls
+
+
+def list_main(argv: list[str] | None = None) -> int:
+    """``illada-eval ls``: the presets with their tasks, the tasks outside them, the aliases."""
+    argparse.ArgumentParser(prog="illada-eval ls", description=list_main.__doc__).parse_args(argv)
+    for preset, tasks in presets.PRESET_TASKS.items():
+        print(f"preset {preset}:")
+        for benchmark, task in tasks.items():
+            print(f"  {benchmark:14s} {task}")
+    print("other tasks:")
+    for benchmark, task in presets.EXTRA_TASKS.items():
+        print(f"  {benchmark:14s} {task}")
+    by_target: dict[str, list[str]] = {}
+    for alias, benchmark in presets.ALIASES.items():
+        if alias != benchmark:
+            by_target.setdefault(benchmark, []).append(alias)
+    print("aliases:")
+    for benchmark, aliases in sorted(by_target.items()):
+        print(f"  {benchmark:14s} {', '.join(sorted(aliases))}")
+    print(f"  {presets.OFFLINE_SELECTOR:14s} the preset's tasks whose data the offline mirror holds")
+    print("Any task name of lm-eval (`lm-eval ls tasks`) works as well.")
+    return 0
