@@ -1,5 +1,6 @@
 """HumanEval and MBPP: lm-eval's MBPP exemplars, and pass@1 by running each program in
-illada_eval.checkers.code's sandbox (never through ``evaluate``'s code_eval, which needs the Hub)."""
+illada_eval.checkers.code's sandbox (never through ``evaluate``'s code_eval, which needs the Hub;
+imported inside the function, so the task YAMLs load wherever the checkers cannot)."""
 from __future__ import annotations
 
 from illada_eval.tasks.lm_eval_prompts import lm_eval_returned_literal
@@ -23,7 +24,6 @@ def code_from(completion: str) -> str:
 
 
 def _pass_at_1(program: str) -> dict[str, float]:
-    # imported here so that task YAMLs load even where the checkers are not importable yet
     from illada_eval.checkers.code import check_program
 
     return {"pass@1": float(check_program(program).passed)}

@@ -1,4 +1,5 @@
-"""GSM8K and MATH: lm-eval's few-shot exemplars and answer checking by illada_eval.checkers.math."""
+"""GSM8K and MATH: lm-eval's few-shot exemplars and answer checking by illada_eval.checkers.math
+(imported inside the functions, so the task YAMLs load wherever the checkers cannot)."""
 from __future__ import annotations
 
 from illada_eval.tasks.lm_eval_prompts import lm_eval_returned_literal, lm_eval_task_config
@@ -14,18 +15,22 @@ def math_fewshot_samples() -> list[dict]:
     return lm_eval_returned_literal("minerva_math/utils.py", "list_fewshot_samples")
 
 
-def _exact_match(generation: str, gold: str) -> dict[str, float]:
-    # imported here so that task YAMLs load even where the checkers are not importable yet
-    from illada_eval.checkers.math import extract_answer, is_equiv
+def _exact_match(predicted: str | None, gold: str) -> dict[str, float]:
+    from illada_eval.checkers.math import is_equiv
 
-    predicted = extract_answer(generation)
     return {"exact_match": float(predicted is not None and is_equiv(predicted, gold))}
 
 
 def gsm8k_process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    gold = doc["answer"].split("####")[-1].strip().replace(",", "")
-    return _exact_match(results[0], gold)
+    from illada_eval.checkers.math import extract_answer, extract_last_number
+
+    # the exemplars end in "The answer is N."; like lm-eval's flexible-extract, fall back to the
+    # last number when no committed answer (boxed, "final answer is", "####") is found
+    predicted = extract_answer(results[0]) or extract_last_number(results[0])
+    return _exact_match(predicted, doc["answer"].split("####")[-1].strip().replace(",", ""))
 
 
 def math_process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    return _exact_match(results[0], doc["answer"])
+    from illada_eval.checkers.math import extract_answer
+
+    return _exact_match(extract_answer(results[0]), doc["answer"])
