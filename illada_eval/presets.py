@@ -104,7 +104,8 @@ def resolve_tasks(
 
     ``spec`` is a comma-separated string or a list; empty means the whole preset. Each entry is a
     benchmark alias (``arc``, ``bbh``, ``math``...), the selector ``offline``, one of our task
-    names, or any name in ``known_tasks`` (e.g. lm-eval's ``TaskManager.all_tasks``), kept as is.
+    names, or any other name in ``known_tasks`` (e.g. lm-eval's ``TaskManager.all_tasks``), kept
+    as is. Aliases win over lm-eval's tasks of the same name (``mmlu`` is the preset's MMLU).
     Unknown names raise ValueError with the closest names.
     """
     tasks_of_preset = _check_preset(preset)
@@ -117,10 +118,12 @@ def resolve_tasks(
     for entry in entries:
         if entry == OFFLINE_SELECTOR:
             names = offline_tasks(preset)
-        elif entry in ours or entry in known_tasks:
+        elif entry in ours:
             names = [entry]
-        elif entry.lower() in ALIASES:
+        elif entry.lower() in ALIASES:  # before lm-eval's names: "mmlu", "bbh"... mean the preset's
             names = [_task_for(ALIASES[entry.lower()], entry, preset, tasks_of_preset)]
+        elif entry in known_tasks:
+            names = [entry]
         else:
             candidates = sorted({*ALIASES, *ours, *known_tasks, OFFLINE_SELECTOR})
             close = difflib.get_close_matches(entry.lower(), candidates, n=3, cutoff=0.6)

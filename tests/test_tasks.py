@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import datasets
 import pytest
@@ -186,8 +185,9 @@ def test_resolve_tasks_aliases_and_presets():
     assert presets.resolve_tasks(None) == presets.preset_tasks("base")
     assert presets.resolve_tasks("piqa,winogrande", "base") == ["illada_piqa", "illada_winogrande"]
     assert presets.resolve_tasks("gsm8k,illada_gsm8k", "base") == ["illada_gsm8k"]
-    assert presets.resolve_tasks("hellaswag,sanity_mc", "base", known_tasks={"sanity_mc"}) == [
-        "illada_hellaswag", "sanity_mc"]
+    lm_eval_names = {"sanity_mc", "mmlu", "bbh", "hellaswag", "gsm8k", "lambada_openai"}
+    assert presets.resolve_tasks("hellaswag,sanity_mc,MMLU,bbh,lambada_openai", "base", lm_eval_names) == [
+        "illada_hellaswag", "sanity_mc", "illada_mmlu", "illada_bbh", "lambada_openai"]
     assert "illada_bbh" not in presets.resolve_tasks("offline", "base")
     assert "illada_instruct_mmlu_pro" not in presets.resolve_tasks("offline", "instruct")
 
@@ -253,9 +253,8 @@ def test_mbpp_reference_solutions_pass_their_tests(mirror):
     # every 5th of the 500 (all 500 take a minute of 2 busy cores; they all passed when last run)
     docs = data.load_benchmark("mbpp", data_dir=mirror)["test"].select(range(0, 500, 5))
     programs = [code_utils.mbpp_program(doc, doc["code"]) for doc in docs]
-    # each check is its own sandboxed process; a generous limit because a few references
-    # (e.g. task 123, amicable numbers below 10000) take seconds on a busy 2-core machine
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda program: code.check_program(program, timeout=60.0), programs))
+    # a generous limit: a few references (e.g. task 123, amicable numbers below 10000) take
+    # seconds on a busy 2-core machine
+    results = code.check_many(programs, timeout=60.0, workers=4)
     failed = [(doc["task_id"], r.status) for doc, r in zip(docs, results) if not r.passed]
     assert failed == []
