@@ -336,7 +336,7 @@ def _drop_privileges(job: dict) -> None:
         os.setgroups([])
         os.setgid(job["gid"])
         os.setuid(job["uid"])
-    elif job["namespaces"]:  # user namespace: keep our uid, give up the namespace's capabilities
+    else:  # keep our uid, give up every capability (those of a new user namespace included)
         header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
         _check(_libc.capset(header, (ctypes.c_uint32 * 6)()), "capset")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")

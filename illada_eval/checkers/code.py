@@ -35,8 +35,9 @@ from . import _sandbox
 logger = logging.getLogger(__name__)
 
 # Sandboxed programs run as uids from this range when we are root: an otherwise unused block
-# (systemd leaves 0x70000000-0x7FFEFFFF unallocated), one uid per concurrent run, so that
-# RLIMIT_NPROC counts only that run and "kill every process of this uid" is exact.
+# (systemd documents 0x70000000 up to its "foreign" range at 0x7FFE0000 as unused), one uid per
+# concurrent run, so that RLIMIT_NPROC counts only that run and "kill every process of this uid"
+# is exact.
 _UID_BASE = 0x7A000000
 _MAX_SLOTS = 4096
 # machine-wide (not $TMPDIR) so that every evaluation on the machine sees the same slots; under
@@ -44,7 +45,7 @@ _MAX_SLOTS = 4096
 _SLOT_LOCK_DIR = "/run/illada-sandbox-slots"
 _STARTUP_GRACE_S = 10.0  # interpreter start-up under load, on top of the program's own limit
 _TAIL_BYTES = 4096  # kept of stdout / stderr for the report
-_CHANNEL_BYTES = 65536  # result and control lines are short; anything longer is junk
+_CHANNEL_BYTES = 65536  # kept of the result and control pipes: their lines are short
 
 
 class SandboxError(RuntimeError):
@@ -144,10 +145,11 @@ def _throwaway_dir(uid: int | None) -> Iterator[str]:
             os.chown(path, uid, uid)  # used as is when namespaces are refused
         yield path
     finally:
-        def make_removable(function, failed_path, exc_info):  # a program may chmod its files
+        def make_removable(function, failed_path, _error):  # a program may chmod its files
             os.chmod(os.path.dirname(failed_path), 0o700)
             function(failed_path)
-        shutil.rmtree(path, onerror=make_removable)
+        on_error = "onexc" if sys.version_info >= (3, 12) else "onerror"
+        shutil.rmtree(path, **{on_error: make_removable})
 
 
 def _execute(program: str, job: dict, max_output_bytes: int) -> CodeResult:
@@ -219,12 +221,12 @@ def _read_streams(proc: subprocess.Popen, fds: dict[str, int], deadline: float,
                 continue
             buffer = streams.data[key.data]
             buffer += chunk
-            limit = _TAIL_BYTES if key.data in ("stdout", "stderr") else _CHANNEL_BYTES
-            if key.data in ("stdout", "stderr"):
+            if key.data != "control":  # everything the program can write to counts
                 streams.printed += len(chunk)
-                del buffer[:-limit]
+            if key.data in ("stdout", "stderr"):
+                del buffer[:-_TAIL_BYTES]
             else:
-                del buffer[limit:]
+                del buffer[_CHANNEL_BYTES:]
         if streams.printed > max_output_bytes and not streams.overflow:
             streams.overflow = True
             _request_stop(proc)
