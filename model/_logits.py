@@ -23,7 +23,11 @@ def call_logits(
     model produced it (upcasting a full ``[B, L, V]`` tensor would cost memory; callers upcast the
     positions they use).
     """
-    output = model(input_ids, attention_mask)
+    if isinstance(model, torch.nn.Module):
+        # keyword, as transformers models expect (some take other inputs second)
+        output = model(input_ids, attention_mask=attention_mask)
+    else:
+        output = model(input_ids, attention_mask)
     logits = getattr(output, "logits", output)
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise TypeError(

@@ -160,6 +160,24 @@ def test_batching_invariance(cfg_scale):
         assert greedy == batched_conf[i][1]
 
 
+def test_real_network_scores_do_not_depend_on_the_batch():
+    from tiny import tiny_model
+
+    model = tiny_model(seed=1)
+    mask_id = model.config.mask_token_id
+    prompts = [[10, 11, 12, 13], [20], [30, 31, 32, 33, 34, 35]]
+    continuations = [[40, 41, 42], [50, 51, 52, 53], [60]]
+    elbo = elbo_loglikelihood(model, prompts, continuations, mask_id=mask_id, mc_num=16,
+                              mc_batch_size=8, mask_sampling="balanced", cfg_scale=0.5)
+    confidence = confidence_score(model, prompts, continuations, mask_id=mask_id)
+    for i, (prompt, continuation) in enumerate(zip(prompts, continuations)):
+        alone = elbo_loglikelihood(model, [prompt], [continuation], mask_id=mask_id, mc_num=16,
+                                   mc_batch_size=8, mask_sampling="balanced", cfg_scale=0.5)
+        assert alone[0] == pytest.approx(elbo[i], rel=1e-5)
+        alone = confidence_score(model, [prompt], [continuation], mask_id=mask_id)
+        assert alone[0] == pytest.approx(confidence[i], rel=1e-5)
+
+
 def test_seed_determines_the_numbers():
     model = ContextToy(mask_id=MASK, seed=4)
     run = lambda seed: elbo_loglikelihood(model, PROMPTS, CONTINUATIONS, mask_id=MASK,
@@ -175,7 +193,8 @@ def _reference_confidence(model, prompt, continuation):
     masked, score, greedy = set(range(len(continuation))), 0.0, True
     while masked:
         logits = model(torch.tensor([canvas]), None)[0].double()
-        best = max(masked, key=lambda i: (torch.log_softmax(logits[len(prompt) + i], -1)[continuation[i]].item(), -i))
+        own = lambda i: torch.log_softmax(logits[len(prompt) + i], -1)[continuation[i]].item()
+        best = max(masked, key=lambda i: (own(i), -i))  # ties: the leftmost
         row = logits[len(prompt) + best]
         score += torch.log_softmax(row, -1)[continuation[best]].item()
         greedy &= int(row.argmax()) == continuation[best]

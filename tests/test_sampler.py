@@ -218,9 +218,28 @@ def test_threshold_one_is_one_token_per_step_and_lower_thresholds_save_calls():
 def test_mask_token_is_never_proposed():
     logits = torch.randn(1, 1, V, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     logits[..., MASK] = 10.0  # an undertrained model ranking the mask token first everywhere
-    model = lambda ids, attention: logits.expand(*ids.shape, V).clone()
+    model = lambda ids, attention_mask: logits.expand(*ids.shape, V).clone()
     out = generate(model, [[1, 2]], mask_id=MASK, gen_length=6, block_length=3, steps=6)
     assert len(out.tokens[0]) == 6 and MASK not in out.tokens[0]
+
+
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(variable_length=True, eos_id=2, threshold=0.5),
+    dict(temperature=1.0, remasking="random", cfg_scale=0.5),
+])
+def test_real_network_output_does_not_depend_on_the_batch(options):
+    from tiny import tiny_model
+
+    model = tiny_model(seed=0)
+    mask_id = model.config.mask_token_id
+    prompts = [[10, 11, 12, 13], [20], [30, 31, 32, 33, 34, 35, 36]]
+    seeds = [101, 102, 103]
+    settings = dict(mask_id=mask_id, gen_length=8, block_length=4, steps=8, **options)
+    batch = generate(model, prompts, seed=seeds, **settings)
+    assert all(mask_id not in tokens for tokens in batch.tokens)
+    for prompt, seed, tokens in zip(prompts, seeds, batch.tokens):
+        assert generate(model, [prompt], seed=[seed], **settings).tokens == [tokens]
 
 
 def test_argument_errors_name_the_fix():
