@@ -16,7 +16,9 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import textwrap
+import time
 
 import pytest
 
@@ -24,6 +26,7 @@ from illada_eval.checkers import code as code_checker
 from illada_eval.checkers.code import check_program
 
 LIMITS = dict(timeout=1.5, memory_mb=256, max_processes=8)
+PACKAGE_DIR = os.path.dirname(code_checker.__file__)
 ADD_TESTS = "\n\ndef check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n\ncheck(add)\n"
 CORRECT = 'def add(a, b):\n    """Return a + b."""\n    return a + b\n' + ADD_TESTS
 WRONG = 'def add(a, b):\n    """Return a + b."""\n    return a - b\n' + ADD_TESTS
@@ -145,9 +148,8 @@ def test_files_outside_the_sandbox_do_not_change(tmp_path, monkeypatch):
     sentinel.write_text("original")
     monkeypatch.chdir(tmp_path)  # the evaluator's working directory
     token = secrets.token_hex(8)
-    package_dir = os.path.dirname(code_checker.__file__)
     planted = [tmp_path / "escape.txt", f"/tmp/{token}.txt", f"/dev/shm/{token}.txt",
-               os.path.join(package_dir, f"planted_{token}.py")]
+               os.path.join(PACKAGE_DIR, f"planted_{token}.py")]
     attack = f"""
 import ctypes, posix
 libc = ctypes.CDLL(None)
@@ -318,7 +320,9 @@ def test_attacks_in_parallel_do_not_disturb_their_neighbours():
     assert [r.passed for r in results] == [False, True, False, False, True]
 
 
-UNPRIVILEGED_SCRIPT = """
+# Loads the checker by file path (not through the package, whose import pulls in torch) and
+# prints the statuses of the programs given as JSON on stdin.
+CHECKER_SCRIPT = """
 import importlib.util, json, sys, types
 package = types.ModuleType("checkers")
 package.__path__ = [sys.argv[1]]
@@ -328,9 +332,33 @@ code = importlib.util.module_from_spec(spec)
 sys.modules["checkers.code"] = code
 spec.loader.exec_module(code)
 programs = json.loads(sys.stdin.read())
-print(json.dumps([code.check_program(p, timeout=1.5, memory_mb=256, max_processes=8).status
+print(json.dumps([code.check_program(p, timeout=float(sys.argv[2]), memory_mb=256, max_processes=8).status
                   for p in programs]))
 """
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_the_sandbox_dies_with_the_evaluator():
+    token = "ie" + secrets.token_hex(6)
+    program = name_processes(token) + "import time\ntime.sleep(600)\n"
+    evaluator = subprocess.Popen([sys.executable, "-I", "-c", CHECKER_SCRIPT, PACKAGE_DIR, "600"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        evaluator.stdin.write(json.dumps([program]))
+        evaluator.stdin.close()
+        assert wait_until(lambda: processes_named(token), 60), "the program never started"
+    finally:
+        evaluator.kill()
+        evaluator.wait()
+    assert wait_until(lambda: not processes_named(token), 5)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
@@ -349,10 +377,9 @@ def test_unprivileged_user_gets_the_same_guarantees():
         attack_then_wrong(f"open('/tmp/{token}', 'w').write('x')\nopen('/var/tmp/{token}', 'w').write('x')\n"
                           "open('/usr/lib/planted', 'w').write('x')\n"),
     ]
-    package_dir = os.path.dirname(code_checker.__file__)
     proc = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-I", "-c",
-         UNPRIVILEGED_SCRIPT, package_dir],
+         CHECKER_SCRIPT, PACKAGE_DIR, "1.5"],
         input=json.dumps(programs), capture_output=True, text=True, timeout=120, cwd="/",
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": "/tmp"})
     if proc.returncode != 0 and "No module named" in proc.stderr:
