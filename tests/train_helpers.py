@@ -1,0 +1,63 @@
+"""Tiny training runs for the trainer tests: a small network, a char tokenizer, a few steps."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from illada_eval.train.config import load_config
+from illada_eval.train.trainer import LOG_FILE, train
+
+TINY_MODEL = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 64,
+    "rope_theta": 10000.0,
+}
+TINY_RUN = {
+    "tokenizer": "char",
+    "model": TINY_MODEL,
+    "seq_len": 16,
+    "batch_size": 4,
+    "micro_batch_size": 2,
+    "max_steps": 6,
+    "lr": 3e-3,
+    "min_lr": 3e-4,
+    "warmup_steps": 1,
+    "decay_fraction": 0.5,
+    "log_every": 1,
+    "save_every": 2,
+    "keep_checkpoints": 3,
+    "cpu": True,
+    "mixed_precision": "no",
+    "progress": False,
+}
+
+
+def sft_pairs(path: Path, count: int = 40) -> Path:
+    """Prompt/response records in a .jsonl file (a reversal task: learnable, not trivial)."""
+    words = ["abc", "bcd", "cde", "dab", "ebca", "fa", "gbe", "hdc"]
+    with path.open("w") as handle:
+        for index in range(count):
+            word = words[index % len(words)] * (1 + index % 2)
+            handle.write(json.dumps({"prompt": f"rev {word}=", "response": word[::-1]}) + "\n")
+    return path
+
+
+def tiny_config(recipe: str | None = None, **overrides):
+    """A recipe (or none) with the tiny settings and ``overrides`` on top."""
+    settings = {**TINY_RUN, **overrides}
+    return load_config(recipe, settings)
+
+
+def run(recipe: str | None = None, **overrides) -> list[dict]:
+    """Train, then return the JSONL log records."""
+    config = tiny_config(recipe, **overrides)
+    train(config)
+    return read_log(Path(config.output_dir))
+
+
+def read_log(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / LOG_FILE).read_text().splitlines() if line]
