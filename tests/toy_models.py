@@ -85,12 +85,11 @@ class ContextToy(ToyModel):
         border = torch.full_like(ids[:, :1], edge)
         left = torch.cat([border, ids[:, :-1]], dim=1)
         right = torch.cat([ids[:, 1:], border], dim=1)
-        visible = (real & (input_ids != self.mask_id)).double()
-        onehot = torch.nn.functional.one_hot(input_ids.clamp(0, self.vocab_size - 1), self.vocab_size)
-        bag = (onehot.double() * visible[..., None]).sum(1) / visible.sum(1, keepdim=True).clamp(min=1)
-        own = self.own[input_ids.clamp(0, self.vocab_size - 1)]
+        tokens = input_ids.clamp(0, self.vocab_size - 1)
+        visible = (real & (input_ids != self.mask_id)).double()[..., None]
+        bag = (self.context[tokens] * visible).sum(1) / visible.sum(1).clamp(min=1)
         position = self.position[(real.long().cumsum(dim=1) - 1).clamp(0, self.max_length - 1)]
-        return self.left[left] + self.right[right] + (bag @ self.context)[:, None, :] + own + position
+        return self.left[left] + self.right[right] + bag[:, None, :] + self.own[tokens] + position
 
 
 class ScriptedToy(ToyModel):
