@@ -154,15 +154,40 @@ def main() -> None:
 
 def _enter_namespaces(root: bool) -> bool:
     """New PID, network and IPC namespaces (owned by a new user namespace when not root)."""
-    flags = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | (0 if root else CLONE_NEWUSER)
+    if root:
+        return _unshare(CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC)
+    # A user namespace can be created and then refused its uid map or mounts (e.g. Ubuntu's
+    # AppArmor restriction), and there is no leaving it: try in a throw-away child first.
+    pid = os.fork()
+    if pid == 0:
+        works = _enter_user_namespaces() and _unshare(CLONE_NEWNS)
+        if works:
+            try:
+                _mount(None, "/", None, MS_REC | MS_PRIVATE)
+            except OSError:
+                works = False
+        os._exit(0 if works else 1)
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        return False
+    return _enter_user_namespaces()
+
+
+def _enter_user_namespaces() -> bool:
     uid, gid = os.geteuid(), os.getegid()
+    if not _unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC):
+        return False
+    try:  # map only ourselves, keeping the number: files keep their owner
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as fh:
+                fh.write(text)
+    except OSError:
+        return False
+    return True
+
+
+def _unshare(flags: int) -> bool:
     try:
         _check(_libc.unshare(flags), "unshare")
-        if not root:  # map only ourselves, keeping the number: files keep their owner
-            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
-                               ("gid_map", f"{gid} {gid} 1")):
-                with open(f"/proc/self/{name}", "w") as fh:
-                    fh.write(text)
     except OSError:
         return False
     return True
