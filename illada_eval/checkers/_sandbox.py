@@ -147,7 +147,7 @@ def main() -> None:
     else:
         control("ready")
         verdict = _wait(pid, job["timeout"])
-    _kill_runner(pid)
+    _kill_runner(pid, reaped=verdict.startswith(("exit", "signal")))
     control(verdict)
     os._exit(0)
 
@@ -222,17 +222,17 @@ def _wait(pid: int, timeout: float) -> str:
             return "stopped"
 
 
-def _kill_runner(pid: int) -> None:
-    # In a PID namespace, killing its init (the runner) kills every process inside it;
-    # without one, the process group is what we can reach (the parent also sweeps the uid).
-    for kill in (os.kill, os.killpg):
-        try:
-            kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
+def _kill_runner(pid: int, reaped: bool) -> None:
+    # In a PID namespace, killing its init (the runner) kills every process inside it; without
+    # one, the process group is what we can reach (the parent also sweeps the run's uid). A
+    # reaped runner's pid may already belong to someone else; its group id may not (the kernel
+    # keeps a number in use while a group holds it).
+    if not reaped:
+        os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-    except ChildProcessError:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
 
 
