@@ -13,6 +13,7 @@ holding the full settings and the speed figures, and prints a short table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -119,27 +120,30 @@ def run(config: EvalConfig, argv: list[str]) -> int:
     start = time.perf_counter()
     import lm_eval
     from lm_eval.api.registry import get_model
-    from lm_eval.tasks import TaskManager
     from lm_eval.utils import simple_parse_args_string, setup_logging
 
     import illada_eval  # noqa: F401  (registers the "illada" backend)
     from illada_eval.adapter import pick_device
     from illada_eval.data import DATA_DIR_ENV
+    from illada_eval.model import resolve_checkpoint
     from illada_eval.tasks import TASKS_DIR
 
     setup_logging(config.verbosity)
     if config.data_dir:
         os.environ[DATA_DIR_ENV] = str(Path(config.data_dir).expanduser())
-    device = str(pick_device(config.device))  # a missing CUDA is reported before anything loads
+    # what a user can get wrong is checked before anything long: device, output, model, tasks
+    device = str(pick_device(config.device))
     output = prepare_output(config.output, config.model)
+    backend, model_args = backend_arguments(config, device)
+    recorded_args = dict(model_args)
+    if backend == "illada":  # a missing path or an unreachable hub id fails here, naming it
+        model_args["pretrained"] = str(resolve_checkpoint(model_args["pretrained"], config.revision))
 
-    task_manager = TaskManager(include_path=[str(TASKS_DIR), *config.include_path])
+    task_manager = cached_task_manager((str(TASKS_DIR), *config.include_path))
     names = presets.resolve_tasks(config.tasks, config.preset, known_tasks=task_manager.all_tasks)
     built = [(name, load_task(task_manager, name)) for name in names]
     leaves = {task.task_name: task for _, objects in built for obj in objects for task in leaf_tasks(obj)}
     task_settings = {name: scoring_settings(task) for name, task in leaves.items()}
-
-    backend, model_args = backend_arguments(config, device)
     if backend == "hf":
         for task in leaves.values():
             strip_diffusion_generation_keys(task)
@@ -176,8 +180,8 @@ def run(config: EvalConfig, argv: list[str]) -> int:
     if lm.rank != 0 or results is None:
         return 0
 
-    model_args.pop("task_settings", None)  # recorded with the adapter's settings in config
-    results["config"].update(model=backend, model_args=model_args, batch_size=config.batch_size, device=device)
+    # task settings are recorded with the adapter's settings (config.illada_adapter)
+    results["config"].update(model=backend, model_args=recorded_args, batch_size=config.batch_size, device=device)
     results["illada_eval"] = {
         "version": version("illada-eval"),
         "lm_eval_version": version("lm_eval"),
@@ -228,6 +232,16 @@ def backend_arguments(config: EvalConfig, device: str) -> tuple[str, dict[str, A
 
 
 # ---------------------------------------------------------------------------- tasks
+
+
+@functools.lru_cache(maxsize=4)
+def cached_task_manager(include_paths: tuple[str, ...]) -> Any:
+    """lm-eval's task index over its own tasks and ours. Indexing its thousands of YAMLs takes
+    many seconds, so runs in one process (the Python API, the tests) share it; every run still
+    builds its own task objects from it."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(include_paths))
 
 
 def load_task(task_manager: Any, name: str) -> list[Any]:

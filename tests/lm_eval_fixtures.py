@@ -91,9 +91,14 @@ def write_checkpoint(directory: Path, seed: int = 0, max_length: int = 128) -> P
 COPY_DOCS = [
     ("42", ["42", "17", "990"], 0),
     ("7", ["3", "7", "77"], 1),
-    ("135", ["531", "13", "135"], 2),
-    ("88", ["88", "8"], 1),
+    ("135", ["531", "15", "135"], 2),
+    ("88", ["88", "18"], 1),
 ]
+
+
+def copy_score(choice: str, source: str) -> float:
+    """The exact log-probability the toy gives ``choice`` after ``#source=``."""
+    return sum(CopyToy.logprob(k < len(source) and c == source[k]) for k, c in enumerate(choice))
 TEXT_DOCS = [
     "the quick brown fox jumps over the lazy dog",
     "pack my box with five dozen liquor jugs",
@@ -129,7 +134,7 @@ def write_tasks(directory: Path, scoring: dict | None = None) -> Path:
             "doc_to_choice": "{{choices}}",
             "doc_to_target": "{{gold}}",
             "target_delimiter": "",
-            "metric_list": [{"metric": "acc"}],
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
             "metadata": {"version": 1.0, "illada": scoring or {"scoring": "confidence"}},
         },
         "toy_ll": {
@@ -138,7 +143,7 @@ def write_tasks(directory: Path, scoring: dict | None = None) -> Path:
             "doc_to_text": "{{question}}=",
             "doc_to_target": "{{answer}}",
             "target_delimiter": "",
-            "metric_list": [{"metric": "acc"}],
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
             "metadata": {"version": 1.0, "illada": {"scoring": "elbo", "mc_num": 4}},
         },
         "toy_gen": {
@@ -148,7 +153,7 @@ def write_tasks(directory: Path, scoring: dict | None = None) -> Path:
             "doc_to_target": "{{answer}}",
             "generation_kwargs": {"until": ["\n"], "max_gen_toks": 8, "block_length": 4, "steps": 8,
                                   "variable_length": True, "do_sample": False},
-            "metric_list": [{"metric": "exact_match"}],
+            "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
             "metadata": {"version": 1.0, "illada": {"chat_template": False}},
         },
         "toy_ppl": {
@@ -157,7 +162,10 @@ def write_tasks(directory: Path, scoring: dict | None = None) -> Path:
             "output_type": "loglikelihood_rolling",
             "doc_to_text": "",
             "doc_to_target": "{{text}}",
-            "metric_list": [{"metric": "word_perplexity"}, {"metric": "bits_per_byte"}],
+            "metric_list": [
+                {"metric": "word_perplexity", "aggregation": "weighted_perplexity", "higher_is_better": False},
+                {"metric": "bits_per_byte", "aggregation": "bits_per_byte", "higher_is_better": False},
+            ],
             "metadata": {"version": 1.0, "illada": {"mc_num": 2, "mc_batch_size": 2}},
         },
     }
@@ -168,3 +176,16 @@ def write_tasks(directory: Path, scoring: dict | None = None) -> Path:
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def write_causal_checkpoint(directory: Path, seed: int = 0) -> Path:
+    """A tiny autoregressive transformers model (Llama) with the char tokenizer, for ``hf:``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    char_tokenizer().save_pretrained(directory)
+    return directory

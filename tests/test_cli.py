@@ -1,0 +1,112 @@
+"""The ``illada-eval`` command in-process: a full run, its result file and table, the hf:
+baseline, ``ls``, and the clear errors for what users get wrong."""
+import json
+
+import pytest
+import torch
+
+from illada_eval.cli import main
+from lm_eval_fixtures import COPY_DOCS, write_causal_checkpoint, write_checkpoint, write_tasks
+
+ALL_TASKS = "toy_mc,toy_ll,toy_gen,toy_ppl"
+
+
+@pytest.fixture(scope="module")
+def tasks_dir(tmp_path_factory):
+    return write_tasks(tmp_path_factory.mktemp("tasks"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+def run_cli(*argv):
+    return main([*map(str, argv)])
+
+
+def test_full_run_writes_lm_eval_json_with_settings_and_speed(checkpoint, tasks_dir, tmp_path, capsys):
+    results = {}
+    for batch_size in (4, 2):
+        output = tmp_path / f"run{batch_size}.json"
+        code = run_cli("--model", checkpoint, "--tasks", ALL_TASKS, "--include-path", tasks_dir,
+                       "--output", output, "--batch-size", batch_size, "--bootstrap-iters", 0,
+                       "--log-samples", "--seed", 7)
+        assert code == 0
+        results[batch_size] = json.loads(output.read_text())
+    printed = capsys.readouterr().out
+    data = results[4]
+
+    assert set(data["results"]) == set(ALL_TASKS.split(","))
+    assert all(f"|{task}" in printed for task in ALL_TASKS.split(","))
+    assert "model calls (NFE)" in printed and "tokens/s" in printed
+    assert data["config"]["model"] == "illada"
+    assert data["config"]["model_args"]["pretrained"] == str(checkpoint)
+    adapter = data["config"]["illada_adapter"]
+    assert adapter["task_settings"]["toy_mc"]["scoring"] == "confidence"
+    assert adapter["task_settings"]["toy_ll"] == {"scoring": "elbo", "mc_num": 4, "greedy": True}
+    assert data["config"]["fewshot_seed"] == 7 and adapter["seed"] == 7
+    block = data["illada_eval"]
+    assert block["settings"]["batch_size"] == 4 and block["preset"] == "base"
+    assert block["lm_eval_version"] == "0.4.13"
+    speed = block["speed"]
+    assert speed["model_calls"] > 0 and speed["generated_tokens"] > 0 and speed["tokens_per_s"] > 0
+    choices = sum(len(doc[1]) for doc in COPY_DOCS)
+    assert speed["per_request_type"]["loglikelihood"]["requests"] == choices + len(COPY_DOCS)
+    for task in ALL_TASKS.split(","):
+        lines = (tmp_path / f"run4_samples_{task}.jsonl").read_text().splitlines()
+        assert len(lines) == (3 if task == "toy_ppl" else 4)
+    # same seed, other batch size: the same metrics
+    for task in ALL_TASKS.split(","):
+        assert results[2]["results"][task] == pytest.approx(data["results"][task], abs=1e-5)
+
+
+def test_hf_baseline_runs_through_lm_evals_own_backend(tasks_dir, tmp_path):
+    model = write_causal_checkpoint(tmp_path / "llama")
+    output = tmp_path / "hf.json"
+    code = run_cli("--model", f"hf:{model}", "--tasks", "toy_mc,toy_gen", "--include-path", tasks_dir,
+                   "--output", output, "--bootstrap-iters", 0, "--limit", 2)
+    assert code == 0
+    data = json.loads(output.read_text())
+    assert data["config"]["model"] == "hf"
+    assert set(data["results"]) == {"toy_mc", "toy_gen"}
+    # the sampler's keys were taken out before lm-eval's generate() saw them
+    assert "block_length" not in data["configs"]["toy_gen"]["generation_kwargs"]
+    assert data["n-samples"]["toy_gen"]["effective"] == 2
+
+
+def test_ls_lists_presets_tasks_and_aliases(capsys):
+    assert run_cli("ls") == 0
+    out = capsys.readouterr().out
+    assert "preset base:" in out and "preset instruct:" in out
+    assert "illada_arc_challenge" in out and "arc" in out and "illada_instruct_mmlu_pro" in out
+
+
+def error_of(capsys, *argv):
+    assert run_cli(*argv) == 1
+    return capsys.readouterr().err
+
+
+def test_unknown_task_names_the_closest_ones(checkpoint, tasks_dir, tmp_path, capsys):
+    err = error_of(capsys, "--model", checkpoint, "--tasks", "toy_mcc", "--include-path", tasks_dir,
+                   "--output", tmp_path)
+    assert "Unknown task 'toy_mcc'" in err and "toy_mc" in err
+
+
+def test_unknown_model_path_is_named(tmp_path, capsys):
+    missing = tmp_path / "no_such_model"
+    err = error_of(capsys, "--model", missing, "--tasks", "arc", "--output", tmp_path)
+    assert str(missing) in err
+
+
+def test_unwritable_output_fails_before_any_work(checkpoint, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    err = error_of(capsys, "--model", checkpoint, "--tasks", "arc", "--output", blocker / "runs")
+    assert "cannot write results" in err and "--output" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_on_a_machine_without_it(checkpoint, tmp_path, capsys):
+    err = error_of(capsys, "--model", checkpoint, "--device", "cuda", "--output", tmp_path)
+    assert "CUDA is not available" in err and "--device cpu" in err
