@@ -174,6 +174,27 @@ def write_tasks(directory: Path, scoring: dict | None = None) -> Path:
     return directory
 
 
+def write_copy_task(directory: Path, name: str, count: int, illada: dict) -> Path:
+    """A multiple-choice copy task with ``count`` documents (for runs long enough to interrupt)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    docs = []
+    for i in range(count):
+        source = str(100 + 37 * i % 900)
+        choices = [source, source[::-1] + "1", str(int(source) + 1)]
+        docs.append({"question": f"copy #{source}", "choices": choices, "gold": i % 3})
+    _write_jsonl(directory / f"{name}.jsonl", docs)
+    config = {
+        "task": name, "dataset_path": "json", "test_split": "train", "num_fewshot": 0,
+        "dataset_kwargs": {"data_files": str(directory / f"{name}.jsonl")},
+        "output_type": "multiple_choice", "doc_to_text": "{{question}}=", "doc_to_choice": "{{choices}}",
+        "doc_to_target": "{{gold}}", "target_delimiter": "",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1.0, "illada": illada},
+    }
+    (directory / f"{name}.yaml").write_text(json.dumps(config, indent=1))
+    return directory
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 

@@ -1,0 +1,62 @@
+"""Issue 9's crash test: an evaluation killed with SIGKILL at a random point and run again with
+the same command finishes with the metrics of an uninterrupted run, recomputing no request that
+had finished (lm-eval's request cache, written request by request)."""
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from illada_eval.cli import main
+from lm_eval_fixtures import write_checkpoint, write_copy_task
+
+DOCS, CHOICES = 30, 3
+
+
+def finished_requests(database):
+    """Rows in the request cache (sqlitedict's default table), 0 before it exists."""
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
+            return connection.execute('SELECT COUNT(*) FROM "unnamed"').fetchone()[0]
+    except sqlite3.OperationalError:  # table not created yet
+        return 0
+
+
+def test_sigkilled_run_resumes_with_identical_metrics(tmp_path):
+    tasks = write_copy_task(tmp_path / "tasks", "toy_many", DOCS, {"scoring": "elbo", "mc_num": 4, "mc_batch_size": 4})
+    checkpoint = write_checkpoint(tmp_path / "ckpt")
+    cache = tmp_path / "cache" / "requests"
+    command = ["--model", str(checkpoint), "--tasks", "toy_many", "--include-path", str(tasks),
+               "--batch-size", "1", "--bootstrap-iters", "0", "--seed", "3"]
+    resumed_out, reference_out = tmp_path / "resumed.json", tmp_path / "reference.json"
+
+    kill_after = random.Random(9).randint(3, DOCS * CHOICES // 2)
+    database = tmp_path / "cache" / "requests_rank0.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "illada_eval", *command, "--use-cache", str(cache), "--output", str(resumed_out)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while finished_requests(database) < kill_after and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if process.poll() is not None:
+        pytest.fail(f"the run ended (code {process.returncode}) before {kill_after} requests were cached")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = finished_requests(database)
+    assert kill_after <= finished < DOCS * CHOICES
+    assert not resumed_out.exists()
+
+    assert main([*command, "--use-cache", str(cache), "--output", str(resumed_out)]) == 0
+    assert main([*command, "--output", str(reference_out)]) == 0
+    resumed, reference = (json.loads(p.read_text()) for p in (resumed_out, reference_out))
+    assert resumed["results"]["toy_many"] == reference["results"]["toy_many"]
+    computed = resumed["illada_eval"]["speed"]["per_request_type"]["loglikelihood"]["requests"]
+    assert computed == DOCS * CHOICES - finished
