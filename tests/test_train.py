@@ -102,7 +102,7 @@ def test_interrupted_checkpoint_write_leaves_the_previous_one(tmp_path, pairs, u
 
 def test_resume_refuses_changed_data_settings_and_fresh_runs_refuse_to_overwrite(tmp_path, pairs, uninterrupted):
     output, _ = uninterrupted
-    with pytest.raises(ValueError, match=r"seq_len: 16 -> 12"):
+    with pytest.raises(ValueError, match=r"seq_len: 24 -> 12"):
         Trainer(tiny_config(data_files=[str(pairs)], output_dir=str(output), resume=True, seq_len=12,
                             **PACKED_WITH_CUTS))
     with pytest.raises(FileExistsError, match="pass --resume"):
@@ -135,7 +135,7 @@ def test_each_recipe_runs_a_few_steps(recipe, tmp_path, pairs, uninterrupted):
 
 def test_epochs_set_the_number_of_steps(tmp_path, pairs):
     config = tiny_config(data_files=[str(pairs)], output_dir=str(tmp_path), objective="sft-llada",
-                         max_steps=None, epochs=0.5, seq_len=24)
+                         max_steps=None, epochs=0.5)
     trainer = Trainer(config)
     assert len(trainer.rows) == 40 and trainer.max_steps == 5  # half an epoch, 4 rows per step
 

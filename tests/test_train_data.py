@@ -114,7 +114,8 @@ def test_sft_llada_pads_with_eos_and_keeps_prompt_lengths(tokenizer, tmp_path):
         {"prompt": "d=", "response": "ef"},
     ])
     config = config_for(objective="sft-llada", data_files=[path], seq_len=8)
-    built = list(rows(segments(read_records(config), config, tokenizer), config, tokenizer.eos_token_id))
+    with pytest.warns(UserWarning, match="skipped 1 of 3 SFT examples"):
+        built = list(rows(segments(read_records(config), config, tokenizer), config, tokenizer.eos_token_id))
     eos = tokenizer.eos_token_id
     assert built == [
         (tokenizer.encode("ab=c", add_special_tokens=False) + [eos] * 4, 3),

@@ -19,7 +19,7 @@ TINY_MODEL = {
 TINY_RUN = {
     "tokenizer": "char",
     "model": TINY_MODEL,
-    "seq_len": 16,
+    "seq_len": 24,
     "batch_size": 4,
     "micro_batch_size": 2,
     "max_steps": 6,

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"illada-train: error: {error}", file=sys.stderr)
         return 2
-    print(f"trained {result.steps} steps, final loss {result.final_loss:.4f}; checkpoint: {result.checkpoint}")
+    if result.is_main_process:
+        print(f"trained {result.steps} steps, final loss {result.final_loss:.4f}; checkpoint: {result.checkpoint}")
     return 0
 
 

@@ -125,7 +125,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return [str(v) for v in ([value] if isinstance(value, str) else value)]
         if origin is dict and isinstance(value, dict):
             return dict(value)
-    raise ValueError(f"{key}: expected {hint}, got {value!r}")
+    quote = " (YAML reads yes/no/on/off as booleans: quote the value)" if isinstance(value, bool) else ""
+    raise ValueError(f"{key}: expected {hint}, got {value!r}{quote}")
 
 
 def _check_model_keys(model: dict[str, Any]) -> None:
@@ -180,6 +181,16 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
     raise FileNotFoundError(f"no recipe file '{name_or_path}'; give a YAML path or one of {names}")
 
 
+def _parse_value(key: str, text: str) -> Any:
+    """Command-line text as YAML, except that a text field keeps its text (``--mixed_precision
+    no`` is the string "no", not YAML's false)."""
+    hint = FIELD_TYPES.get(key)
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if str in options and text.lower() not in ("null", "none", "~"):
+        return text
+    return yaml.safe_load(text) if text else ""
+
+
 def parse_overrides(argv: list[str]) -> dict[str, Any]:
     """``--key value`` / ``--key=value`` / bare ``--flag`` (true) into a dict; values read as YAML.
 
@@ -198,7 +209,7 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
             text = argv[index + 1] if next_is_value else "true"
             index += next_is_value
         index += 1
-        value = yaml.safe_load(text) if text != "" else ""
+        value = _parse_value(key, text)
         head, _, sub = key.partition(".")
         if sub:
             if head != "model":

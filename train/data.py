@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,12 @@ class MicroBatch:
     attention_mask: torch.Tensor | None  # [n, L], None when no row is padded
     prompt_lengths: torch.Tensor | None  # [n], sft-llada only
     num_tokens: int  # real tokens, for tokens/s
+
+    def to(self, device: torch.device) -> MicroBatch:
+        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device)
+
+        return MicroBatch(move(self.input_ids), move(self.attention_mask), move(self.prompt_lengths), self.num_tokens)
 
 
 # --------------------------------------------------------------------------- records
@@ -204,9 +211,19 @@ def rows(segment_stream: Iterable[Segment], config: TrainConfig, eos_id: int) ->
     """
     length = config.seq_len
     if config.objective == "sft-llada":
+        skipped = total = 0
         for segment in segment_stream:
+            total += 1
             if len(segment.ids) <= length and segment.prompt_length < len(segment.ids) - 1:
                 yield segment.ids + [eos_id] * (length - len(segment.ids)), segment.prompt_length
+            else:
+                skipped += 1
+        if skipped:
+            warnings.warn(
+                f"skipped {skipped} of {total} SFT examples: longer than seq_len={length} tokens "
+                "(prompt + response + EOS) or with an empty response; raise seq_len to keep them",
+                stacklevel=2,
+            )
         return
     buffer: list[int] = []
     for segment in segment_stream:

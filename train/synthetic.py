@@ -22,7 +22,7 @@ def _word(rng: random.Random, low: int = 3, high: int = 6) -> str:
 
 
 def _add(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.randint(0, 999), rng.randint(0, 999)
+    a, b = rng.randint(0, 99), rng.randint(0, 99)
     return f"{a}+{b}=", str(a + b)
 
 

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 import yaml
 from accelerate import Accelerator, FullyShardedDataParallelPlugin
-from accelerate.utils import gather_object
+from accelerate.utils import DistributedType, gather_object
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -51,6 +52,7 @@ class TrainResult:
     steps: int
     final_loss: float
     checkpoint: Path
+    is_main_process: bool
 
 
 # --------------------------------------------------------------------------- set-up
@@ -70,7 +72,14 @@ def build_accelerator(config: TrainConfig) -> Accelerator:
             transformer_cls_names_to_wrap=["DecoderLayer"],
             state_dict_type="FULL_STATE_DICT",
         )
-    return Accelerator(cpu=config.cpu, mixed_precision=mixed, fsdp_plugin=plugin)
+    accelerator = Accelerator(cpu=config.cpu, mixed_precision=mixed, fsdp_plugin=plugin)
+    if config.fsdp and accelerator.num_processes > 1 and accelerator.distributed_type != DistributedType.FSDP:
+        warnings.warn(
+            f"fsdp is on but accelerate runs {accelerator.distributed_type.value} here (it shards only "
+            "on GPUs and other accelerators): every process holds the whole model",
+            stacklevel=2,
+        )
+    return accelerator
 
 
 def build_tokenizer(config: TrainConfig, resume_from: Path | None, accelerator: Accelerator):
@@ -220,12 +229,12 @@ class Trainer:
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.accelerator = build_accelerator(config)
+        self.micro_per_process = self._micro_batches_per_process()
         if self.accelerator.is_main_process and self.output_dir.is_dir():
             ckpt.clear_temporaries(self.output_dir)
         self.resume_from = resume_point(config)
         self.tokenizer = build_tokenizer(config, self.resume_from, self.accelerator)
         model = build_model(config, self.tokenizer, self.resume_from)
-        self.model_config = model.config
         self.mask_id = model.config.mask_token_id
         self.pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else self.tokenizer.eos_token_id
         self.rows = load_rows(config, self.tokenizer)
@@ -236,7 +245,6 @@ class Trainer:
             self.optimizer, lr=config.lr, min_lr=config.min_lr, warmup_steps=config.warmup_steps,
             max_steps=self.max_steps, decay_fraction=config.decay_fraction, decay=config.decay,
         )
-        self.micro_per_process = self._micro_batches_per_process()
         self.start_step = self._restore() if self.resume_from else 0
 
     def _micro_batches_per_process(self) -> int:
@@ -272,13 +280,7 @@ class Trainer:
             first = step * config.batch_size + (index * world + rank) * size
             samples = list(range(first, first + size))
             ids, prompt_lengths = self.rows.get(samples)
-            batch = micro_batch(ids, prompt_lengths, samples, step, config, self.pad_id)
-            batch = MicroBatch(
-                batch.input_ids.to(accelerator.device),
-                None if batch.attention_mask is None else batch.attention_mask.to(accelerator.device),
-                None if batch.prompt_lengths is None else batch.prompt_lengths.to(accelerator.device),
-                batch.num_tokens,
-            )
+            batch = micro_batch(ids, prompt_lengths, samples, step, config, self.pad_id).to(accelerator.device)
             generator = torch.Generator(device=accelerator.device)
             generator.manual_seed(derive_seed(config.seed, MASKING, step, samples))
             last = index == self.micro_per_process - 1
@@ -336,7 +338,7 @@ class Trainer:
             self.export(Path(config.export_dir))
         accelerator.wait_for_everyone()
         accelerator.end_training()
-        return TrainResult(steps=self.max_steps, final_loss=loss_value, checkpoint=checkpoint)
+        return TrainResult(self.max_steps, loss_value, checkpoint, accelerator.is_main_process)
 
     # --------------------------------------------------------------------------- saving
 
