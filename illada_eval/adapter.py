@@ -607,6 +607,8 @@ class DiffusionLM(TemplateLM):
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
         stats = self._stats("generate_until")
         args = [request.args for request in requests]
+        for gen_kwargs in {repr(a[1]): a[1] for a in args}.values():
+            self.check_generation(gen_kwargs)
         # identical requests (lm-eval's repeats) get different seeds, so sampling differs
         seen: Counter = Counter()
         occurrence = {}
@@ -655,16 +657,28 @@ class DiffusionLM(TemplateLM):
         settings = _updated(self.generation, {**overrides, "temperature": temperature}, "generation_kwargs")
         return settings, until, max_gen_toks
 
+    def check_generation(self, gen_kwargs: Mapping[str, Any]) -> int:
+        """Room left for the prompt under these generation_kwargs; a clear error when none is.
+
+        ``generate_until`` checks all its requests before it computes any; the CLI checks every
+        task before the run starts, so a bad budget never costs finished work.
+        """
+        settings, _, max_gen_toks = self.generation_settings_for(gen_kwargs)
+        gen_length = settings.plan(max_gen_toks)[0]
+        room = self.max_length - gen_length
+        if room < 1:
+            raise ValueError(
+                f"a generation budget of {gen_length} tokens (max_gen_toks {max_gen_toks}) leaves no "
+                f"room for the prompt within the model's maximum length ({self.max_length}): lower "
+                "max_gen_toks (e.g. --gen-kwargs max_gen_toks=N) or use a model with a longer context"
+            )
+        return room
+
     def _generate_batch(self, contexts: list[str], gen_kwargs: Mapping[str, Any],
                         occurrences: list[int]) -> tuple[list[str], int]:
         settings, until, max_gen_toks = self.generation_settings_for(gen_kwargs)
         gen_length, block_length, steps = settings.plan(max_gen_toks)
         room = self.max_length - gen_length
-        if room < 1:
-            raise ValueError(
-                f"a generation budget of {gen_length} tokens leaves no room for the prompt within "
-                f"the model's maximum length ({self.max_length}); lower max_gen_toks"
-            )
         prompts = [self._fit_context(self.tok_encode(c), room, "generate_until") for c in contexts]
         stops = [tokens for s in until if (tokens := self.tok_encode(s, add_special_tokens=False))]
         output = generate(

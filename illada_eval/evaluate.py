@@ -150,6 +150,9 @@ def run(config: EvalConfig, argv: list[str]) -> int:
     else:
         model_args["task_settings"] = task_settings
     lm = get_model(backend).create_from_arg_obj(model_args, {})
+    gen_overrides = simple_parse_args_string(config.gen_kwargs) if config.gen_kwargs else None
+    if hasattr(lm, "check_generation"):
+        check_generation_budgets(lm, leaves, gen_overrides)
 
     chat = {name: wants_chat_template(task, config.chat_template) for name, task in leaves.items()}
     results = None
@@ -167,7 +170,7 @@ def run(config: EvalConfig, argv: list[str]) -> int:
             log_samples=config.log_samples,
             apply_chat_template=flag,
             fewshot_as_multiturn=flag,
-            gen_kwargs=simple_parse_args_string(config.gen_kwargs) if config.gen_kwargs else None,
+            gen_kwargs=gen_overrides,
             bootstrap_iters=config.bootstrap_iters,
             random_seed=config.seed,
             numpy_random_seed=config.seed,
@@ -198,9 +201,7 @@ def run(config: EvalConfig, argv: list[str]) -> int:
     }
     samples = results.pop("samples", None)  # None without --log-samples
     written = write_results(output, results, samples)
-    print(lm_eval.utils.make_table(results))
-    if results.get("groups"):
-        print(lm_eval.utils.make_table(results, "groups"))
+    print(short_table(results, names))
     print(speed_line(speed))
     print(f"results: {written}")
     return 0
@@ -286,6 +287,18 @@ def chat_flag(obj: Any, chat: dict[str, bool]) -> bool:
     return all(chat[task.task_name] for task in leaf_tasks(obj))
 
 
+def check_generation_budgets(lm: Any, tasks: dict[str, Any], overrides: dict[str, Any] | None) -> None:
+    """Every generation task's budget fits the model, checked before the first request runs."""
+    for name, task in tasks.items():
+        if task.get_config("output_type") != "generate_until":
+            continue
+        gen_kwargs = dict(task.get_config("generation_kwargs") or {}) | (overrides or {})
+        try:
+            lm.check_generation(gen_kwargs)
+        except ValueError as error:
+            raise ValueError(f"task {name}: {error}") from None
+
+
 def strip_diffusion_generation_keys(task: Any) -> None:
     """Drop the sampler's keys from generation_kwargs: lm-eval's hf generate() rejects them."""
     kwargs = task.get_config("generation_kwargs")
@@ -334,6 +347,19 @@ def gather_speed(lm: Any, wall_s: float) -> dict[str, Any]:
         "tokens_per_s": per_type.get("generate_until", {}).get("tokens_per_s"),
         "per_request_type": per_type,
     }
+
+
+def short_table(results: dict[str, Any], names: list[str]) -> str:
+    """lm-eval's table with one row per requested task or group (subtasks stay in the JSON)."""
+    from lm_eval.utils import make_table
+
+    shown = [name for name in names if name in results["results"]]
+    if not shown:  # a tag expands to tasks that are not named themselves: show all
+        shown = list(results["results"])
+    keep = {"results": {name: results["results"][name] for name in shown}}
+    for key in ("versions", "n-shot", "higher_is_better"):
+        keep[key] = results.get(key, {})
+    return make_table(keep)
 
 
 def speed_line(speed: dict[str, Any]) -> str:

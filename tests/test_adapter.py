@@ -134,6 +134,14 @@ def test_generation_honours_until_budget_and_variable_length(tokenizer):
     assert lm.generate_until(sampled) == toy_lm(tokenizer).generate_until(sampled)  # seeded
 
 
+def test_a_budget_beyond_the_context_fails_before_any_request_runs(tokenizer):
+    toy = CopyToy(tokenizer, max_length=16)
+    lm = toy_lm(tokenizer, toy=toy)
+    with pytest.raises(ValueError, match="max_gen_toks 16.*maximum length \\(16\\)"):
+        lm.generate_until([generation_request("copy #1=", max_gen_toks=4), generation_request("x", max_gen_toks=16)])
+    assert toy.calls == 0
+
+
 def loglikelihood_requests(pairs, task="t"):
     return [Instance("loglikelihood", doc={}, arguments=pair, idx=i, metadata=(task, i, 1)) for i, pair in enumerate(pairs)]
 
