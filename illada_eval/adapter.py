@@ -43,7 +43,7 @@ from lm_eval.models.utils import (
 )
 from tqdm import tqdm
 
-from illada_eval.model import confidence_score, elbo_loglikelihood, generate, load_model
+from illada_eval.model import call_logits, confidence_score, elbo_loglikelihood, generate, load_model
 from illada_eval.model.masking import derive_seed
 
 log = logging.getLogger(__name__)
@@ -133,15 +133,23 @@ def _updated(settings: Any, overrides: Mapping[str, Any], where: str) -> Any:
 
 
 class CountingModel:
-    """The logits callable with a counter of model calls (the NFE of the speed figures)."""
+    """The logits callable with a counter of model calls (the NFE of the speed figures) and a
+    check that stops the run at the first NaN logit instead of scoring garbage."""
 
     def __init__(self, model: Callable[..., Any]) -> None:
         self.model = model
         self.calls = 0
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.calls += 1
-        return self.model(input_ids, attention_mask)
+        logits = call_logits(self.model, input_ids, attention_mask)
+        if bool(torch.isnan(logits).any()):
+            raise FloatingPointError(
+                f"the model returned NaN logits (call {self.calls}, input {tuple(input_ids.shape)}): the "
+                "weights are damaged or the dtype overflows (float16 does for these models; use "
+                "bfloat16 or float32). Requests finished before this one are kept in --use-cache."
+            )
+        return logits
 
     @property
     def device(self) -> torch.device:

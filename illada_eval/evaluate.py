@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -92,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: $ILLADA_EVAL_DATA_DIR when set, else the Hub")
     parser.add_argument("--confirm-run-unsafe-code", action="store_true",
                         help="allow tasks that run model-written code (HumanEval, MBPP) in the sandbox")
-    parser.add_argument("--use-cache", help="path prefix of lm-eval's request cache: a rerun of the same "
-                        "command skips every request that finished, so an interrupted run resumes")
+    parser.add_argument("--use-cache", help="path prefix of lm-eval's request cache (one file per setting "
+                        "and process): a rerun of the same command skips every request that finished, "
+                        "so an interrupted run resumes")
     parser.add_argument("--model-args", help="more backend arguments, key=value,... (e.g. mc_num=32,threshold=0.9)")
     parser.add_argument("--gen-kwargs", help="override the tasks' generation_kwargs, key=value,...")
     parser.add_argument("--chat-template", default="auto", choices=("auto", "on", "off"),
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     config = EvalConfig(**vars(args))
     try:
         return run(config, argv=list(sys.argv[1:] if argv is None else argv))
-    except (ValueError, FileNotFoundError, PermissionError) as error:
+    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
         print(f"illada-eval: error: {error}", file=sys.stderr)
         return 1
 
@@ -155,6 +157,7 @@ def run(config: EvalConfig, argv: list[str]) -> int:
         check_generation_budgets(lm, leaves, gen_overrides)
 
     chat = {name: wants_chat_template(task, config.chat_template) for name, task in leaves.items()}
+    cache = cache_prefix(config.use_cache, recorded_args, task_settings, gen_overrides, chat)
     results = None
     for flag in (False, True):
         objects = [obj for _, objs in built for obj in objs if chat_flag(obj, chat) == flag]
@@ -166,7 +169,7 @@ def run(config: EvalConfig, argv: list[str]) -> int:
             task_manager=task_manager,
             num_fewshot=config.num_fewshot,
             limit=int(config.limit) if config.limit is not None and config.limit >= 1 else config.limit,
-            use_cache=config.use_cache,
+            use_cache=cache,
             log_samples=config.log_samples,
             apply_chat_template=flag,
             fewshot_as_multiturn=flag,
@@ -243,6 +246,22 @@ def cached_task_manager(include_paths: tuple[str, ...]) -> Any:
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=list(include_paths))
+
+
+def cache_prefix(use_cache: str | None, model_args: dict[str, Any], task_settings: dict[str, Any],
+                 gen_overrides: dict[str, Any] | None, chat: dict[str, bool]) -> str | None:
+    """``--use-cache`` plus a fingerprint of everything that changes a response.
+
+    lm-eval keys its cache by the request text alone; settings that change the scores (model,
+    dtype, seed, scoring, generation overrides, chat template) select another cache file, so a
+    changed run never reads stale responses while a rerun of the same command resumes. Batch
+    size and device are left out: they do not change the responses.
+    """
+    if use_cache is None:
+        return None
+    relevant = {k: v for k, v in model_args.items() if k not in ("batch_size", "device")}
+    payload = json.dumps([relevant, task_settings, gen_overrides, chat], sort_keys=True, default=str)
+    return f"{use_cache}_{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 
 
 def load_task(task_manager: Any, name: str) -> list[Any]:

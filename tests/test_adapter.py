@@ -158,6 +158,25 @@ def test_long_contexts_are_truncated_from_the_left_with_one_warning(tokenizer, c
     assert [s for s, _ in scores] == pytest.approx([copy_score(c, c) for _, c in pairs], abs=1e-4)
 
 
+def test_lm_eval_whitespace_and_empty_context_conventions(tokenizer):
+    lm = toy_lm(tokenizer)
+    # trailing context spaces move to the continuation, as lm-eval's hf backend does
+    assert lm._encode_request("Answer: ", "yes") == (tokenizer.encode("Answer:"), tokenizer.encode(" yes"))
+    # an empty context becomes the BOS token
+    assert lm._encode_request("", "yes") == ([tokenizer.bos_token_id], tokenizer.encode("yes"))
+
+
+class NaNToy(CopyToy):
+    def __call__(self, input_ids, attention_mask=None):
+        return super().__call__(input_ids, attention_mask) * float("nan")
+
+
+def test_nan_logits_stop_the_run_with_a_clear_message(tokenizer):
+    lm = toy_lm(tokenizer, toy=NaNToy(tokenizer))
+    with pytest.raises(FloatingPointError, match="NaN logits.*bfloat16"):
+        lm.loglikelihood(loglikelihood_requests([("#1=", "1")]))
+
+
 def test_bad_requests_and_settings_give_clear_errors(tokenizer):
     lm = toy_lm(tokenizer, max_length=8)
     assert lm.loglikelihood(loglikelihood_requests([("#4=", "")])) == [(0.0, True)]

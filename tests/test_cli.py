@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from illada_eval.cli import main
+from illada_eval.evaluate import cache_prefix
 from lm_eval_fixtures import COPY_DOCS, write_causal_checkpoint, write_checkpoint, write_tasks
 
 ALL_TASKS = "toy_mc,toy_ll,toy_gen,toy_ppl"
@@ -110,3 +111,14 @@ def test_unwritable_output_fails_before_any_work(checkpoint, tmp_path, capsys):
 def test_cuda_on_a_machine_without_it(checkpoint, tmp_path, capsys):
     err = error_of(capsys, "--model", checkpoint, "--device", "cuda", "--output", tmp_path)
     assert "CUDA is not available" in err and "--device cpu" in err
+
+
+def test_cache_file_follows_the_settings_that_change_responses():
+    args = {"pretrained": "m", "seed": 1, "batch_size": 4, "device": "cpu"}
+    same = cache_prefix("c", args, {"t": {"mc_num": 8}}, None, {"t": False})
+    assert same == cache_prefix("c", args | {"batch_size": 1, "device": "cuda"}, {"t": {"mc_num": 8}}, None, {"t": False})
+    assert same != cache_prefix("c", args | {"seed": 2}, {"t": {"mc_num": 8}}, None, {"t": False})
+    assert same != cache_prefix("c", args, {"t": {"mc_num": 16}}, None, {"t": False})
+    assert same != cache_prefix("c", args, {"t": {"mc_num": 8}}, {"max_gen_toks": 4}, {"t": False})
+    assert same != cache_prefix("c", args, {"t": {"mc_num": 8}}, None, {"t": True})
+    assert cache_prefix(None, args, {}, None, {}) is None

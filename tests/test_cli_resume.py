@@ -18,6 +18,11 @@ from lm_eval_fixtures import write_checkpoint, write_copy_task
 DOCS, CHOICES = 30, 3
 
 
+def cache_file(directory):
+    """The run's cache database: the prefix, the settings fingerprint, the process rank."""
+    return next(directory.glob("requests_*_rank0.db"), directory / "not-yet")
+
+
 def finished_requests(database):
     """Rows in the request cache (sqlitedict's default table), 0 before it exists."""
     if not database.exists():
@@ -38,19 +43,18 @@ def test_sigkilled_run_resumes_with_identical_metrics(tmp_path):
     resumed_out, reference_out = tmp_path / "resumed.json", tmp_path / "reference.json"
 
     kill_after = random.Random(9).randint(3, DOCS * CHOICES // 2)
-    database = tmp_path / "cache" / "requests_rank0.db"
     process = subprocess.Popen(
         [sys.executable, "-m", "illada_eval", *command, "--use-cache", str(cache), "--output", str(resumed_out)],
         env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 240
-    while finished_requests(database) < kill_after and process.poll() is None and time.monotonic() < deadline:
+    while finished_requests(cache_file(tmp_path / "cache")) < kill_after and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     if process.poll() is not None:
         pytest.fail(f"the run ended (code {process.returncode}) before {kill_after} requests were cached")
     process.send_signal(signal.SIGKILL)
     process.wait()
-    finished = finished_requests(database)
+    finished = finished_requests(cache_file(tmp_path / "cache"))
     assert kill_after <= finished < DOCS * CHOICES
     assert not resumed_out.exists()
 
