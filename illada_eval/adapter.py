@@ -43,7 +43,14 @@ from lm_eval.models.utils import (
 )
 from tqdm import tqdm
 
-from illada_eval.model import call_logits, confidence_score, elbo_loglikelihood, generate, load_model
+from illada_eval.model import (
+    call_logits,
+    confidence_score,
+    elbo_loglikelihood,
+    generate,
+    load_model,
+    resolve_checkpoint,
+)
 from illada_eval.model.masking import derive_seed
 
 log = logging.getLogger(__name__)
@@ -244,7 +251,6 @@ class DiffusionLM(TemplateLM):
         dtype: str | torch.dtype | None = None,
         device: str | None = None,
         batch_size: int | str | None = 1,
-        max_batch_size: int | None = None,  # accepted for lm-eval's CLI; batch_size is fixed
         max_length: int | None = None,
         mc_scoring: str = "elbo",
         mc_num: int = 128,
@@ -279,8 +285,6 @@ class DiffusionLM(TemplateLM):
         self.revision = revision
         checkpoint = None
         if isinstance(pretrained, (str, Path)):
-            from illada_eval.model import resolve_checkpoint
-
             checkpoint = resolve_checkpoint(pretrained, revision)
             network = load_model(checkpoint, dtype=dtype, device=self._device)
         else:
@@ -656,14 +660,15 @@ class DiffusionLM(TemplateLM):
         until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
         max_gen_toks = int(kwargs.pop("max_gen_toks"))
         do_sample = bool(kwargs.pop("do_sample", False))
-        temperature = float(kwargs.pop("temperature", 0.0)) if do_sample else 0.0
+        temperature = float(kwargs.pop("temperature", 0.0))
+        if "do_sample" in gen_kwargs or "temperature" in gen_kwargs:  # the task decides
+            kwargs["temperature"] = temperature if do_sample else 0.0
         known = {f.name for f in fields(GenerationSettings)} - {"gen_length"}
         ignored = sorted(set(kwargs) - known)
         if ignored:
             self._warn_once(f"ignored:{ignored}", f"generation_kwargs {ignored} have no meaning for diffusion sampling and are ignored")
         overrides = {key: kwargs[key] for key in known if kwargs.get(key) is not None}
-        settings = _updated(self.generation, {**overrides, "temperature": temperature}, "generation_kwargs")
-        return settings, until, max_gen_toks
+        return _updated(self.generation, overrides, "generation_kwargs"), until, max_gen_toks
 
     def check_generation(self, gen_kwargs: Mapping[str, Any]) -> int:
         """Room left for the prompt under these generation_kwargs; a clear error when none is.

@@ -133,6 +133,11 @@ def test_generation_honours_until_budget_and_variable_length(tokenizer):
     sampled = [generation_request("copy #42=", max_gen_toks=4, do_sample=True, temperature=1.0)] * 2
     assert lm.generate_until(sampled) == toy_lm(tokenizer).generate_until(sampled)  # seeded
 
+    # model_args temperature applies where the task says nothing about sampling
+    hot = toy_lm(tokenizer, temperature=1000.0)
+    assert hot.generate_until([generation_request("copy #42=", max_gen_toks=4)]) != ["42"]
+    assert hot.generate_until([generation_request("copy #42=", max_gen_toks=4, do_sample=False)]) == ["42"]
+
 
 def test_a_budget_beyond_the_context_fails_before_any_request_runs(tokenizer):
     toy = CopyToy(tokenizer, max_length=16)
