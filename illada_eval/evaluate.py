@@ -62,6 +62,7 @@ class EvalConfig:
     include_path: list[str] = field(default_factory=list)
     bootstrap_iters: int = 100000
     verbosity: str = "WARNING"
+    processes: int = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,17 +106,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap-iters", type=int, default=100000,
                         help="bootstrap iterations for stderrs (0: none; default: %(default)s)")
     parser.add_argument("--verbosity", default="WARNING", help="log level (default: %(default)s)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="data-parallel processes on this machine (one per GPU, or CPU processes "
+                        "over gloo), started with torchrun; same as `accelerate launch -m illada_eval`")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    config = EvalConfig(**vars(args))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = EvalConfig(**vars(build_parser().parse_args(argv)))
+    if config.processes > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_processes(config.processes, argv)
     try:
-        return run(config, argv=list(sys.argv[1:] if argv is None else argv))
+        return run(config, argv=argv)
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
         print(f"illada-eval: error: {error}", file=sys.stderr)
         return 1
+
+
+def launch_processes(count: int, argv: list[str]) -> int:
+    """Run this same command in ``count`` processes under torchrun (they see WORLD_SIZE and split
+    the requests instead of launching again)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={count}",
+               "-m", "illada_eval", *argv]
+    return subprocess.call(command)
 
 
 def run(config: EvalConfig, argv: list[str]) -> int:

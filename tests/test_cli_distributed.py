@@ -1,7 +1,6 @@
-"""Data parallel: two CPU processes (torchrun, gloo) split the requests and give the metrics and
+"""Data parallel: two CPU processes (``--processes 2``: torchrun, gloo) split the requests and give the metrics and
 per-document responses of a single process."""
 import json
-import os
 import subprocess
 import sys
 
@@ -39,10 +38,10 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
     command = ["--model", str(checkpoint), "--tasks", TASKS, "--include-path", str(tasks), "--batch-size", "2",
                "--bootstrap-iters", "0", "--log-samples"]
     two, one = tmp_path / "two.json", tmp_path / "one.json"
+    # the command's own launcher: torchrun with two processes, which meet over gloo on a CPU
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "illada_eval", *command, "--output", str(two)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=400,
+        [sys.executable, "-m", "illada_eval", "--processes", "2", *command, "--output", str(two)],
+        capture_output=True, text=True, timeout=400,
     )
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert main([*command, "--output", str(one)]) == 0
