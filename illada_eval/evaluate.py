@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +29,16 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import lm_eval
+from lm_eval.api.registry import get_model
+from lm_eval.tasks import TaskManager
+from lm_eval.utils import handle_non_serializable, make_table, setup_logging, simple_parse_args_string
+
 from illada_eval import presets
+from illada_eval.adapter import pick_device
+from illada_eval.data import DATA_DIR_ENV
+from illada_eval.model import resolve_checkpoint
+from illada_eval.tasks import TASKS_DIR
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo"
 HF_PREFIX = "hf:"
@@ -127,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
 def launch_processes(count: int, argv: list[str]) -> int:
     """Run this same command in ``count`` processes under torchrun (they see WORLD_SIZE and split
     the requests instead of launching again)."""
-    import subprocess
-
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={count}",
                "-m", "illada_eval", *argv]
     return subprocess.call(command)
@@ -136,16 +144,6 @@ def launch_processes(count: int, argv: list[str]) -> int:
 
 def run(config: EvalConfig, argv: list[str]) -> int:
     start = time.perf_counter()
-    import lm_eval
-    from lm_eval.api.registry import get_model
-    from lm_eval.utils import simple_parse_args_string, setup_logging
-
-    import illada_eval  # noqa: F401  (registers the "illada" backend)
-    from illada_eval.adapter import pick_device
-    from illada_eval.data import DATA_DIR_ENV
-    from illada_eval.model import resolve_checkpoint
-    from illada_eval.tasks import TASKS_DIR
-
     setup_logging(config.verbosity)
     if config.data_dir:
         os.environ[DATA_DIR_ENV] = str(Path(config.data_dir).expanduser())
@@ -159,8 +157,8 @@ def run(config: EvalConfig, argv: list[str]) -> int:
 
     task_manager = cached_task_manager((str(TASKS_DIR), *config.include_path))
     names = presets.resolve_tasks(config.tasks, config.preset, known_tasks=task_manager.all_tasks)
-    built = [(name, load_task(task_manager, name)) for name in names]
-    leaves = {task.task_name: task for _, objects in built for obj in objects for task in leaf_tasks(obj)}
+    built = [obj for name in names for obj in load_task(task_manager, name)]
+    leaves = {task.task_name: task for obj in built for task in leaf_tasks(obj)}
     task_settings = {name: scoring_settings(task) for name, task in leaves.items()}
     if backend == "hf":
         for task in leaves.values():
@@ -171,38 +169,37 @@ def run(config: EvalConfig, argv: list[str]) -> int:
     gen_overrides = simple_parse_args_string(config.gen_kwargs) if config.gen_kwargs else None
     if hasattr(lm, "check_generation"):
         check_generation_budgets(lm, leaves, gen_overrides)
-
     chat = {name: wants_chat_template(task, config.chat_template) for name, task in leaves.items()}
-    cache = cache_prefix(config.use_cache, recorded_args, task_settings, gen_overrides, chat)
+
     results = None
+    # lm-eval applies a chat template to all tasks of a call or to none: one call per choice
     for flag in (False, True):
-        objects = [obj for _, objs in built for obj in objs if chat_flag(obj, chat) == flag]
-        if not objects:
-            continue
-        part = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=objects,
-            task_manager=task_manager,
-            num_fewshot=config.num_fewshot,
-            limit=int(config.limit) if config.limit is not None and config.limit >= 1 else config.limit,
-            use_cache=cache,
-            log_samples=config.log_samples,
-            apply_chat_template=flag,
-            fewshot_as_multiturn=flag,
-            gen_kwargs=gen_overrides,
-            bootstrap_iters=config.bootstrap_iters,
-            random_seed=config.seed,
-            numpy_random_seed=config.seed,
-            torch_random_seed=config.seed,
-            fewshot_random_seed=config.seed,
-            confirm_run_unsafe_code=config.confirm_run_unsafe_code,
-        )
-        results = merge_results(results, part)
+        objects = [obj for obj in built if chat_flag(obj, chat) == flag]
+        if objects:
+            part = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=objects,
+                task_manager=task_manager,
+                num_fewshot=config.num_fewshot,
+                limit=int(config.limit) if config.limit is not None and config.limit >= 1 else config.limit,
+                use_cache=cache_prefix(config.use_cache, recorded_args, task_settings, gen_overrides, chat),
+                log_samples=config.log_samples,
+                apply_chat_template=flag,
+                fewshot_as_multiturn=flag,
+                gen_kwargs=gen_overrides,
+                bootstrap_iters=config.bootstrap_iters,
+                random_seed=config.seed,
+                numpy_random_seed=config.seed,
+                torch_random_seed=config.seed,
+                fewshot_random_seed=config.seed,
+                confirm_run_unsafe_code=config.confirm_run_unsafe_code,
+            )
+            results = merge_results(results, part)
     speed = gather_speed(lm, time.perf_counter() - start)
-    if lm.rank != 0 or results is None:
+    if lm.rank != 0 or results is None:  # the main process writes and prints
         return 0
 
-    # task settings are recorded with the adapter's settings (config.illada_adapter)
+    # the task settings are recorded with the adapter's own settings (config.illada_adapter)
     results["config"].update(model=backend, model_args=recorded_args, batch_size=config.batch_size, device=device)
     results["illada_eval"] = {
         "version": version("illada-eval"),
@@ -231,8 +228,6 @@ def run(config: EvalConfig, argv: list[str]) -> int:
 
 def backend_arguments(config: EvalConfig, device: str) -> tuple[str, dict[str, Any]]:
     """The lm-eval backend name and its arguments for ``--model``."""
-    from lm_eval.utils import simple_parse_args_string
-
     extra = simple_parse_args_string(config.model_args) if config.model_args else {}
     if config.model.startswith(HF_PREFIX):
         pretrained = config.model[len(HF_PREFIX):]
@@ -259,8 +254,6 @@ def cached_task_manager(include_paths: tuple[str, ...]) -> Any:
     """lm-eval's task index over its own tasks and ours. Indexing its thousands of YAMLs takes
     many seconds, so runs in one process (the Python API, the tests) share it; every run still
     builds its own task objects from it."""
-    from lm_eval.tasks import TaskManager
-
     return TaskManager(include_path=list(include_paths))
 
 
@@ -386,8 +379,6 @@ def gather_speed(lm: Any, wall_s: float) -> dict[str, Any]:
 
 def short_table(results: dict[str, Any], names: list[str]) -> str:
     """lm-eval's table with one row per requested task or group (subtasks stay in the JSON)."""
-    from lm_eval.utils import make_table
-
     shown = [name for name in names if name in results["results"]]
     if not shown:  # a tag expands to tasks that are not named themselves: show all
         shown = list(results["results"])
@@ -437,8 +428,6 @@ def prepare_output(output: str, model: str) -> Path:
 def write_results(target: Path, results: dict[str, Any], samples: dict[str, list] | None) -> Path:
     """Write the results JSON (and per-task sample files) atomically; if that fails, into the
     temp directory rather than lose the run."""
-    from lm_eval.utils import handle_non_serializable
-
     def dump(path: Path, text: str) -> Path:
         try:
             partial = path.with_name(f".{path.name}.partial")
