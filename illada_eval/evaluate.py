@@ -68,6 +68,7 @@ class EvalConfig:
     use_cache: str | None = None
     model_args: str | None = None
     gen_kwargs: str | None = None
+    scoring: str | None = None
     chat_template: str = "auto"
     include_path: list[str] = field(default_factory=list)
     bootstrap_iters: int = 100000
@@ -107,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--use-cache", help="path prefix of lm-eval's request cache (one file per setting "
                         "and process): a rerun of the same command skips every request that finished, "
                         "so an interrupted run resumes")
-    parser.add_argument("--model-args", help="more backend arguments, key=value,... (e.g. mc_num=32,threshold=0.9)")
-    parser.add_argument("--gen-kwargs", help="override the tasks' generation_kwargs, key=value,...")
+    parser.add_argument("--model-args", help="more backend arguments and defaults for tasks that set "
+                        "nothing, key=value,... (e.g. threshold=0.9 for parallel decoding)")
+    parser.add_argument("--gen-kwargs", help="override the tasks' generation_kwargs, key=value,... "
+                        "(e.g. max_gen_toks=256,block_length=32)")
+    parser.add_argument("--scoring", help="override the tasks' likelihood settings, key=value,... with keys "
+                        f"{', '.join(SCORING_KEYS)} (e.g. scoring=elbo,mc_num=128 for the scoring ablation)")
     parser.add_argument("--chat-template", default="auto", choices=("auto", "on", "off"),
                         help="apply the tokenizer's chat template: auto = as each task's metadata says "
                         "(the instruct preset does)")
@@ -149,6 +154,7 @@ def run(config: EvalConfig, argv: list[str]) -> int:
         os.environ[DATA_DIR_ENV] = str(Path(config.data_dir).expanduser())
     # what a user can get wrong is checked before anything long: device, output, model, tasks
     device = str(pick_device(config.device))
+    scoring_overrides = parse_scoring(config.scoring)
     output = prepare_output(config.output, config.model)
     backend, model_args = backend_arguments(config, device)
     recorded_args = dict(model_args)
@@ -159,7 +165,7 @@ def run(config: EvalConfig, argv: list[str]) -> int:
     names = presets.resolve_tasks(config.tasks, config.preset, known_tasks=task_manager.all_tasks)
     built = [obj for name in names for obj in load_task(task_manager, name)]
     leaves = {task.task_name: task for obj in built for task in leaf_tasks(obj)}
-    task_settings = {name: scoring_settings(task) for name, task in leaves.items()}
+    task_settings = {name: scoring_settings(task) | scoring_overrides for name, task in leaves.items()}
     if backend == "hf":
         for task in leaves.values():
             strip_diffusion_generation_keys(task)
@@ -302,6 +308,14 @@ def scoring_settings(task: Any) -> dict[str, Any]:
     settings = {key: illada[key] for key in SCORING_KEYS if illada.get(key) is not None}
     settings["greedy"] = task.get_config("output_type") == "loglikelihood"
     return settings
+
+
+def parse_scoring(text: str | None) -> dict[str, Any]:
+    overrides = simple_parse_args_string(text) if text else {}
+    unknown = sorted(set(overrides) - set(SCORING_KEYS))
+    if unknown:
+        raise ValueError(f"--scoring: unknown keys {unknown}; the keys are {', '.join(SCORING_KEYS)}")
+    return overrides
 
 
 def wants_chat_template(task: Any, mode: str) -> bool:

@@ -62,6 +62,18 @@ def test_full_run_writes_lm_eval_json_with_settings_and_speed(checkpoint, tasks_
         assert results[2]["results"][task] == pytest.approx(data["results"][task], abs=1e-5)
 
 
+def test_scoring_flag_overrides_every_tasks_likelihood_settings(checkpoint, tasks_dir, tmp_path, capsys):
+    output = tmp_path / "ablation.json"
+    code = run_cli("--model", checkpoint, "--tasks", "toy_mc,toy_ll", "--include-path", tasks_dir, "--output", output,
+                   "--bootstrap-iters", 0, "--limit", 1, "--scoring", "scoring=elbo,mc_num=2")
+    assert code == 0
+    settings = json.loads(output.read_text())["config"]["illada_adapter"]["task_settings"]
+    assert settings["toy_mc"]["scoring"] == "elbo"  # its YAML says confidence
+    assert settings["toy_mc"]["mc_num"] == settings["toy_ll"]["mc_num"] == 2
+    assert "unknown keys ['steps']" in error_of(capsys, "--model", checkpoint, "--tasks", "toy_mc", "--include-path",
+                                                tasks_dir, "--output", tmp_path, "--scoring", "steps=3")
+
+
 def test_hf_baseline_runs_through_lm_evals_own_backend(tasks_dir, tmp_path):
     model = write_causal_checkpoint(tmp_path / "llama")
     output = tmp_path / "hf.json"
