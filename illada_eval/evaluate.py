@@ -473,6 +473,11 @@ def list_main(argv: list[str] | None = None) -> int:
     print("other tasks:")
     for benchmark, task in presets.EXTRA_TASKS.items():
         print(f"  {benchmark:14s} {task}")
+    shown = {task for tasks in presets.PRESET_TASKS.values() for task in tasks.values()} | set(presets.EXTRA_TASKS.values())
+    ours = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)  # our YAMLs only: fast
+    for task in sorted(set(ours.all_groups + ours.all_subtasks) - shown):
+        if task.startswith("illada_"):
+            print(f"  {'':14s} {task}")
     by_target: dict[str, list[str]] = {}
     for alias, benchmark in presets.ALIASES.items():
         if alias != benchmark:

@@ -92,7 +92,8 @@ def test_ls_lists_presets_tasks_and_aliases(capsys):
     assert run_cli("ls") == 0
     out = capsys.readouterr().out
     assert "preset base:" in out and "preset instruct:" in out
-    assert "illada_arc_challenge" in out and "arc" in out and "illada_instruct_mmlu_pro" in out
+    assert "illada_arc_challenge" in out and "arc-c" in out and "illada_instruct_mmlu_pro" in out
+    assert "illada_sanity_mc" in out  # tasks outside the presets, found under tasks/
 
 
 def error_of(capsys, *argv):
