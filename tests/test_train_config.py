@@ -12,7 +12,7 @@ def test_every_bundled_recipe_loads():
     names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
     assert names == ["demo", "pretrain", "sft-illada", "sft-llada"]
     objectives = {name: load_config(name).objective for name in names}
-    assert objectives == {"demo": "sft-illada", "pretrain": "pretrain", "sft-illada": "sft-illada",
+    assert objectives == {"demo": "sft-llada", "pretrain": "pretrain", "sft-illada": "sft-illada",
                           "sft-llada": "sft-llada"}
 
 
@@ -23,7 +23,7 @@ def test_overrides_are_typed_and_merge_into_model():
     assert config.max_steps == 7 and config.resume is True
     assert config.data_files == ["a.jsonl"]
     # one model key changed, the recipe's others kept
-    assert config.model["hidden_size"] == 32 and config.model["num_hidden_layers"] == 4
+    assert config.model["hidden_size"] == 32 and config.model["num_hidden_layers"] == 3
 
 
 def test_bare_flag_followed_by_another_key():

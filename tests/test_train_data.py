@@ -68,9 +68,8 @@ def test_curriculum_answers_are_right():
     for record in synthetic.training_examples(200, seed=3):
         prompt, answer = record["prompt"], record["response"]
         operation, _, argument = prompt[:-1].partition(" ")
-        if "+" in prompt:
-            a, b = prompt[:-1].split("+")
-            assert int(answer) == int(a) + int(b)
+        if operation == "inc":
+            assert int(answer) == int(argument) + 1 and str(int(argument)) == argument
         elif operation == "copy":
             assert answer == argument
         elif operation == "rev":
@@ -121,6 +120,24 @@ def test_sft_llada_pads_with_eos_and_keeps_prompt_lengths(tokenizer, tmp_path):
         (tokenizer.encode("ab=c", add_special_tokens=False) + [eos] * 4, 3),
         (tokenizer.encode("d=ef", add_special_tokens=False) + [eos] * 4, 2),
     ]
+
+
+def test_chat_records_go_through_the_chat_template(tokenizer, tmp_path):
+    tokenizer = build_char_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}" \
+        "{% if add_generation_prompt %}[assistant]{% endif %}"
+    path = write_jsonl(tmp_path / "chat.jsonl", [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+        {"prompt": "ab", "response": "c"},
+    ])
+    config = config_for(objective="sft-llada", data_files=[path], seq_len=32, chat_template=True)
+    first, second = segments(read_records(config), config, tokenizer)
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    assert first.ids == encode("[user]hi[assistant]yo") + [tokenizer.eos_token_id]
+    assert first.prompt_length == len(encode("[user]hi[assistant]"))
+    assert second.ids[: second.prompt_length] == encode("[user]ab[assistant]")
+    with pytest.raises(ValueError, match="has no chat template"):
+        list(segments(read_records(config), config, build_char_tokenizer()))
 
 
 def test_sft_illada_packs_prompt_response_and_eos(tokenizer, tmp_path):

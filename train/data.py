@@ -156,23 +156,28 @@ def _field(record: dict[str, Any], name: str, what: str) -> Any:
     return record[name]
 
 
+def _chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
+    if tokenizer.chat_template is None:
+        raise ValueError(
+            "chat formatting needs a tokenizer with a chat template, and this tokenizer has no chat "
+            "template: use the checkpoint's own tokenizer, or plain prompt/response records with "
+            "chat_template false"
+        )
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
 def _prompt_and_response(record: dict[str, Any], config: TrainConfig, tokenizer) -> tuple[str, str]:
+    """Chat records (``messages``, the last one the assistant's answer) always go through the chat
+    template; prompt/response records do when ``chat_template`` is set."""
     if isinstance(record, dict) and config.messages_field in record:
         messages = record[config.messages_field]
         if not messages or messages[-1].get("role") != "assistant":
             raise ValueError("a chat record must end with an assistant message (the response to train on)")
-        if tokenizer.chat_template is None:
-            raise ValueError("chat records need a tokenizer with a chat template; this tokenizer has none")
-        prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
-        return prompt, messages[-1]["content"]
+        return _chat_prompt(tokenizer, messages[:-1]), messages[-1]["content"]
     prompt = _field(record, config.prompt_field, "prompt")
     response = _field(record, config.response_field, "response")
     if config.chat_template:
-        if tokenizer.chat_template is None:
-            raise ValueError("chat_template is true but the tokenizer has no chat template")
-        prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-        )
+        prompt = _chat_prompt(tokenizer, [{"role": "user", "content": prompt}])
     return prompt, response
 
 

@@ -21,9 +21,10 @@ def _word(rng: random.Random, low: int = 3, high: int = 6) -> str:
     return "".join(rng.choice(LETTERS) for _ in range(rng.randint(low, high)))
 
 
-def _add(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.randint(0, 99), rng.randint(0, 99)
-    return f"{a}+{b}=", str(a + b)
+def _increment(rng: random.Random) -> tuple[str, str]:
+    """Multi-digit increment: the last digit goes up by one and a carry runs through trailing 9s."""
+    number = rng.randint(0, 10 ** rng.randint(1, 4) - 1)
+    return f"inc {number}=", str(number + 1)
 
 
 def _copy(rng: random.Random) -> tuple[str, str]:
@@ -50,7 +51,7 @@ def _continue(rng: random.Random) -> tuple[str, str]:
 
 
 SKILLS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
-    "add": _add,
+    "inc": _increment,
     "copy": _copy,
     "rev": _reverse,
     "sort": _sort,
@@ -91,8 +92,6 @@ def training_examples(count: int, seed: int = 0, skills: tuple[str, ...] = tuple
 
 def _one_changed(answer: str, alphabet: str, rng: random.Random) -> str:
     position = rng.randrange(len(answer))
-    if position == 0 and len(answer) > 1:
-        alphabet = alphabet.replace("0", "")  # a number never gets a leading zero
     return answer[:position] + rng.choice(alphabet) + answer[position + 1 :]
 
 
@@ -107,7 +106,7 @@ def _distractors(skill: str, answer: str, rng: random.Random) -> list[str]:
         if skill in ("rev", "sort"):
             candidate = "".join(rng.sample(answer, len(answer)))
         else:
-            candidate = _one_changed(answer, string.digits if skill == "add" else LETTERS, rng)
+            candidate = _one_changed(answer, string.digits if skill == "inc" else LETTERS, rng)
         if candidate != answer and candidate not in wrong:
             wrong.append(candidate)
     return wrong

@@ -235,6 +235,8 @@ class Trainer:
         self.resume_from = resume_point(config)
         self.tokenizer = build_tokenizer(config, self.resume_from, self.accelerator)
         model = build_model(config, self.tokenizer, self.resume_from)
+        # saved with each checkpoint: users of the tokenizer learn the longest input the model takes
+        self.tokenizer.model_max_length = model.config.max_position_embeddings
         self.mask_id = model.config.mask_token_id
         self.pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else self.tokenizer.eos_token_id
         self.rows = load_rows(config, self.tokenizer)
@@ -309,14 +311,16 @@ class Trainer:
         bar = tqdm(total=self.max_steps, initial=self.start_step, disable=not (main and config.progress),
                    desc="train", dynamic_ncols=True)
         loss_value, checkpoint = float("nan"), self.resume_from
-        window_tokens, window_start = 0, time.perf_counter()
+        # the log reports means over the steps since the last line: one step's loss is noisy
+        window_loss, window_steps, window_tokens = 0.0, 0, 0
+        window_start = time.perf_counter()
         for step in range(self.start_step, self.max_steps):
             lr = self.scheduler.get_last_lr()[0]
             loss, tokens, grad_norm = self._step(step)
             done = step + 1
-            window_tokens += tokens
+            window_loss, window_steps, window_tokens = window_loss + loss, window_steps + 1, window_tokens + tokens
             if done % config.log_every == 0 or done == self.max_steps:
-                loss_value = accelerator.reduce(loss, reduction="mean").item()
+                loss_value = accelerator.reduce(window_loss / window_steps, reduction="mean").item()
                 seen = accelerator.reduce(torch.tensor(window_tokens, device=accelerator.device), "sum").item()
                 elapsed = time.perf_counter() - window_start
                 record = {
@@ -329,7 +333,8 @@ class Trainer:
                     with log_path.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
-                window_tokens, window_start = 0, time.perf_counter()
+                window_loss, window_steps, window_tokens = 0.0, 0, 0
+                window_start = time.perf_counter()
             bar.update(1)
             if done % config.save_every == 0 or done == self.max_steps:
                 checkpoint = self.save(done)
