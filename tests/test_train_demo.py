@@ -1,6 +1,7 @@
 """The committed demo model and the sanity tasks that test it."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from lm_eval.tasks import TaskManager
 from transformers import AutoTokenizer
 
 import illada_eval
+from illada_eval import evaluate
 from illada_eval.model import confidence_score, generate
 from illada_eval.tasks import TASKS_DIR
 from illada_eval.train.synthetic import NUM_CHOICES, sanity_docs
@@ -73,3 +75,13 @@ def test_sanity_tasks_build_from_generated_docs():
     assert gen.config.generation_kwargs["variable_length"] is True
     assert gen.config.process_results(expected[0], [f" {expected[0]['answer']} "]) == {"exact_match": 1.0}
     assert gen.config.process_results(expected[0], ["wrong"]) == {"exact_match": 0.0}
+
+
+def test_sanity_tasks_run_end_to_end_through_the_cli(tmp_path):
+    assert evaluate.main(["--model", "demo", "--tasks", ",".join(SANITY_TASKS), "--limit", "20",
+                          "--output", str(tmp_path)]) == 0
+    (result_file,) = tmp_path.rglob("results_*.json")
+    results = json.loads(result_file.read_text())["results"]
+    assert results["illada_sanity_mc"]["acc,none"] > 0.5
+    assert results["illada_sanity_mc_elbo"]["acc,none"] > 0.5
+    assert results["illada_sanity_gen"]["exact_match,none"] > 0.5

@@ -19,7 +19,8 @@ def help_text() -> str:
     lines = [USAGE, "", f"bundled recipes: {recipes}", "", "keys (recipe value, else this default):"]
     for field in dataclasses.fields(TrainConfig):
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        hint = str(FIELD_TYPES[field.name]).replace("typing.", "")
+        kind = FIELD_TYPES[field.name]
+        hint = kind.__name__ if isinstance(kind, type) else str(kind).replace("typing.", "")
         lines.append(f"  --{field.name:<24} {hint:<22} default: {default!r}")
     lines.append("  --model.KEY VALUE          sets one ILLaDAConfig field of a fresh model")
     return "\n".join(lines)

@@ -7,7 +7,8 @@
   padded with EOS to ``seq_len``, and remembers where its prompt ends.
 - Global sample ``g`` (``step * batch_size + i``) is a fixed row: epoch ``g // N`` visits the
   rows in a permutation drawn from ``(seed, epoch)``; streaming data is read in order through a
-  seeded shuffle buffer. The random-length cuts depend on ``(seed, step)`` and
+  seeded shuffle buffer, every process reading the whole stream and keeping its own rows. The
+  random-length cuts depend on ``(seed, step)`` and
   ``(seed, step, g)`` only, so any number of processes sees the same samples.
 """
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _read_local(file: Path, text_field: str) -> Iterator[dict[str, Any]]:
                 raise ValueError(f"{file}:{number} is not a JSON record ({error})") from error
 
 
-def _read_hub(config: TrainConfig, epoch: int) -> Iterable[dict[str, Any]]:
+def _read_hub(config: TrainConfig) -> Iterable[dict[str, Any]]:
     import datasets  # heavy; only Hub data needs it
 
     try:
@@ -134,7 +135,7 @@ def read_records(config: TrainConfig, epoch: int = 0) -> Iterator[dict[str, Any]
         sources.append(examples)
     sources.extend(_read_local(file, config.text_field) for file in check_data_files(config.data_files))
     if config.hf_dataset:
-        sources.append(_read_hub(config, epoch))
+        sources.append(_read_hub(config))
     if not sources:
         raise ValueError("no training data: set data_files, hf_dataset or synthetic")
     records = (record for source in sources for record in source)
