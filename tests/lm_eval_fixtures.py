@@ -8,11 +8,23 @@ import string
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from tiny import tiny_model
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Import into a test module to run its in-process evaluations on one torch thread, as child
+    processes do (OMP_NUM_THREADS=1): on a shared, loaded CPU torch's thread pool waits far more
+    than it computes (a tiny forward pass: 8 ms on one thread, 370 ms on two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<|eot_id|>", "<[MASK]>"]
 PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 5

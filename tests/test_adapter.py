@@ -13,6 +13,7 @@ from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 
 from illada_eval.adapter import DiffusionLM
+from lm_eval_fixtures import one_torch_thread  # noqa: F401  (autouse: one torch thread)
 from lm_eval_fixtures import (
     COPY_DOCS,
     TEXT_DOCS,

@@ -7,6 +7,7 @@ import torch
 
 from illada_eval.cli import main
 from illada_eval.evaluate import cache_prefix
+from lm_eval_fixtures import one_torch_thread  # noqa: F401  (autouse: one torch thread)
 from lm_eval_fixtures import COPY_DOCS, write_causal_checkpoint, write_checkpoint, write_tasks
 
 ALL_TASKS = "toy_mc,toy_ll,toy_gen,toy_ppl"
@@ -72,6 +73,18 @@ def test_scoring_flag_overrides_every_tasks_likelihood_settings(checkpoint, task
     assert settings["toy_mc"]["mc_num"] == settings["toy_ll"]["mc_num"] == 2
     assert "unknown keys ['steps']" in error_of(capsys, "--model", checkpoint, "--tasks", "toy_mc", "--include-path",
                                                 tasks_dir, "--output", tmp_path, "--scoring", "steps=3")
+
+
+def test_demo_model_scores_far_above_chance_on_its_sanity_tasks(tmp_path):
+    output = tmp_path / "demo.json"
+    code = run_cli("--model", "demo", "--tasks", "illada_sanity_mc,illada_sanity_mc_elbo,illada_sanity_gen",
+                   "--limit", 40, "--batch-size", 16, "--bootstrap-iters", 0, "--output", output)
+    assert code == 0
+    results = json.loads(output.read_text())["results"]
+    # four answers per question (chance 25%); exact-match generation has chance near 0
+    assert results["illada_sanity_mc"]["acc,none"] > 0.6
+    assert results["illada_sanity_mc_elbo"]["acc,none"] > 0.6
+    assert results["illada_sanity_gen"]["exact_match,none"] > 0.6
 
 
 def test_hf_baseline_runs_through_lm_evals_own_backend(tasks_dir, tmp_path):

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from illada_eval.cli import main
+from lm_eval_fixtures import one_torch_thread  # noqa: F401  (autouse: one torch thread)
 from lm_eval_fixtures import write_checkpoint, write_tasks
 
 TASKS = "toy_mc,toy_ll,toy_gen,toy_ppl"
@@ -32,15 +32,6 @@ def split_values(nested):
             others.append(item)
     return numbers, others
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The in-process runs use one thread like the child processes (OMP_NUM_THREADS=1): on a
-    shared, loaded CPU, torch's thread pool waits far more than it computes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 def test_two_processes_give_the_metrics_of_one(tmp_path):
     tasks = write_tasks(tmp_path / "tasks")

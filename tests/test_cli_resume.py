@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
-import torch
 
 from illada_eval.cli import main
+from lm_eval_fixtures import one_torch_thread  # noqa: F401  (autouse: one torch thread)
 from lm_eval_fixtures import write_checkpoint, write_copy_task
 
 DOCS, CHOICES = 30, 3
@@ -34,15 +34,6 @@ def finished_requests(database):
     except sqlite3.OperationalError:  # table not created yet
         return 0
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The in-process runs use one thread like the child processes (OMP_NUM_THREADS=1): on a
-    shared, loaded CPU, torch's thread pool waits far more than it computes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 def test_sigkilled_run_resumes_with_identical_metrics(tmp_path):
     tasks = write_copy_task(tmp_path / "tasks", "toy_many", DOCS, {"scoring": "elbo", "mc_num": 4, "mc_batch_size": 4})
