@@ -56,8 +56,9 @@ from illada_eval.model.masking import derive_seed
 log = logging.getLogger(__name__)
 
 SCORING_METHODS = ("confidence", "elbo")
-# token names that end a turn in the chat formats of the models we evaluate
-END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>")
+# token names that end a turn in the chat formats of the models we evaluate (LLaDA's, Qwen-style,
+# and our trainer's tokenizers)
+END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>", "<eot>")
 DEFAULT_MAX_LENGTH = 2048
 
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-import string
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from illada_eval.train.tokenizer import CHAR_ALPHABET, SPECIAL_TOKENS, build_char_tokenizer
+from illada_eval.train.tokenizer import MASK_TOKEN_ID as MASK_ID
 from tiny import tiny_model
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -26,27 +27,18 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<|eot_id|>", "<[MASK]>"]
-PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 5
-CHARS = [c for c in string.printable if c not in "\x0b\x0c\r\t"]
-VOCAB = len(SPECIAL_TOKENS) + len(CHARS)
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+VOCAB = len(SPECIAL_TOKENS) + len(CHAR_ALPHABET)
 CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<eot>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
 
 def char_tokenizer() -> PreTrainedTokenizerFast:
-    """One token per character, specials as whole tokens, no BOS added, with a chat template."""
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + CHARS)}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    backend.add_special_tokens(SPECIAL_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        unk_token="<unk>", mask_token="<[MASK]>",
-    )
+    """The trainer's char-level tokenizer (one token per character, no BOS added), with a chat
+    template."""
+    tokenizer = build_char_tokenizer()
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 

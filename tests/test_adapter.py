@@ -106,7 +106,7 @@ def test_chat_template_is_applied_to_prompts(tokenizer, tasks_dir):
     lm = toy_lm(tokenizer)
     results = evaluate(lm, tasks_dir, tasks=["toy_gen"], apply_chat_template=True)
     prompt = results["samples"]["toy_gen"][0]["arguments"][0][0]
-    assert prompt == "<|user|>copy #42=<|eot_id|><|assistant|>"
+    assert prompt == "<|user|>copy #42=<eot><|assistant|>"
 
 
 def generation_request(context, **gen_kwargs):
