@@ -162,7 +162,10 @@ def run(config: EvalConfig, argv: list[str]) -> int:
         model_args["pretrained"] = str(resolve_checkpoint(model_args["pretrained"], config.revision))
 
     task_manager = cached_task_manager((str(TASKS_DIR), *config.include_path))
-    names = presets.resolve_tasks(config.tasks, config.preset, known_tasks=task_manager.all_tasks)
+    try:
+        names = presets.resolve_tasks(config.tasks, config.preset, known_tasks=task_manager.all_tasks)
+    except ValueError as error:
+        raise ValueError(f"{error}{unreadable_task_files(config.include_path)}") from None
     built = [obj for name in names for obj in load_task(task_manager, name)]
     leaves = {task.task_name: task for obj in built for task in leaf_tasks(obj)}
     task_settings = {name: scoring_settings(task) | scoring_overrides for name, task in leaves.items()}
@@ -277,6 +280,21 @@ def cache_prefix(use_cache: str | None, model_args: dict[str, Any], task_setting
     relevant = {k: v for k, v in model_args.items() if k not in ("batch_size", "device")}
     payload = json.dumps([relevant, task_settings, gen_overrides, chat], sort_keys=True, default=str)
     return f"{use_cache}_{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+
+def unreadable_task_files(folders: list[str]) -> str:
+    """A note naming the task YAMLs under ``folders`` that do not parse (lm-eval's index skips
+    them without a word, so their tasks look unknown)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    problems = []
+    for folder in folders:
+        for path in sorted(Path(folder).expanduser().rglob("*.yaml")):
+            try:
+                load_yaml(path, resolve_func=False)
+            except Exception as error:  # YAML syntax, a bad include: each is worth naming
+                problems.append(f"{path}: {str(error).splitlines()[0]}")
+    return (" These task files could not be read: " + "; ".join(problems)) if problems else ""
 
 
 def load_task(task_manager: Any, name: str) -> list[Any]:

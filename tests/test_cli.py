@@ -120,6 +120,13 @@ def test_unknown_task_names_the_closest_ones(checkpoint, tasks_dir, tmp_path, ca
     assert "Unknown task 'toy_mcc'" in err and "toy_mc" in err
 
 
+def test_a_malformed_task_file_is_named(tmp_path, capsys):
+    (tmp_path / "broken.yaml").write_text("task: broken_task\ndataset_path: json\n  bad_indent: [1, 2\n")
+    err = error_of(capsys, "--model", "demo", "--tasks", "broken_task", "--include-path", tmp_path,
+                   "--output", tmp_path / "out")
+    assert "Unknown task 'broken_task'" in err and f"{tmp_path / 'broken.yaml'}:" in err
+
+
 def test_unknown_model_path_is_named(tmp_path, capsys):
     missing = tmp_path / "no_such_model"
     err = error_of(capsys, "--model", missing, "--tasks", "arc", "--output", tmp_path)
