@@ -36,7 +36,8 @@ from lm_eval.utils import handle_non_serializable, make_table, setup_logging, si
 
 from illada_eval import presets
 from illada_eval.adapter import pick_device
-from illada_eval.data import DATA_DIR_ENV
+from illada_eval.checkers.code import SandboxError
+from illada_eval.data import DATA_DIR_ENV, DataUnavailableError
 from illada_eval.model import resolve_checkpoint
 from illada_eval.tasks import TASKS_DIR
 
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return launch_processes(config.processes, argv)
     try:
         return run(config, argv=argv)
-    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
+    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError, DataUnavailableError,
+            SandboxError) as error:
         print(f"illada-eval: error: {error}", file=sys.stderr)
         return 1
 
