@@ -20,4 +20,4 @@ demo: install
 	$(BIN)/python -m illada_eval.demo_run
 
 test: install
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
