@@ -248,7 +248,7 @@ def _runner(job: dict, program: bytes, setup_fd: int) -> None:
         os.close(devnull)
         python_dirs = _python_dirs()
         if job["namespaces"]:
-            setup["notes"] += _private_filesystem(job)
+            setup["notes"] += _private_filesystem(job, python_dirs)
             if job["uid"] is not None:
                 _expose_to_others(python_dirs)
         os.chdir(job["workdir"])
@@ -286,9 +286,10 @@ def _unescape_mountinfo(field: str) -> str:
     return parts[0] + "".join(chr(int(part[:3], 8)) + part[3:] for part in parts[1:])
 
 
-def _private_filesystem(job: dict) -> list[str]:
+def _private_filesystem(job: dict, python_dirs: list[str]) -> list[str]:
     """Read-only view of every mount, private tmpfs on the scratch dirs and the work dir, and
-    a /proc of the new PID namespace. Returns notes on mounts that stay writable."""
+    a /proc of the new PID namespace. Interpreter directories under a scratch dir (a venv in
+    /tmp, say) are bound back read-only. Returns notes on mounts that stay writable."""
     _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here may reach the host
     notes = []
@@ -307,9 +308,13 @@ def _private_filesystem(job: dict) -> list[str]:
             notes.append(f"{target} stays writable ({exc})")
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     size = f"size={job['disk_mb']}m,nr_inodes=4096"
+    hidden = [path for path in python_dirs
+              if any(path.startswith(scratch + os.sep) for scratch in _SCRATCH_DIRS)]
+    handles = {path: os.open(path, os.O_PATH) for path in hidden}
     for path in _SCRATCH_DIRS:
         if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
+    _bind_back_read_only(handles)
     os.makedirs(job["workdir"], exist_ok=True)
     uid, gid = (job["uid"], job["gid"]) if job["uid"] is not None else (os.getuid(), os.getgid())
     _mount("tmpfs", job["workdir"], "tmpfs", MS_NOSUID | MS_NODEV,
@@ -334,11 +339,17 @@ def _expose_to_others(paths: list[str]) -> None:
     for ancestor, inside in covered.items():
         handles = {path: os.open(path, os.O_PATH) for path in inside}
         _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-        for path, handle in handles.items():
-            os.makedirs(path, exist_ok=True)
-            _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
-            _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-            os.close(handle)
+        _bind_back_read_only(handles)
+
+
+def _bind_back_read_only(handles: dict[str, int]) -> None:
+    """Mount each directory (held open as an O_PATH handle from before it was covered) back at
+    its own path, read-only."""
+    for path, handle in handles.items():
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        os.close(handle)
 
 
 def _set_limits(job: dict) -> None:
