@@ -276,9 +276,7 @@ class DiffusionLM(TemplateLM):
         self._device = pick_device(device)
         self.accelerator = self._start_data_parallel(cpu=self._device.type == "cpu")
         if self.accelerator is not None:  # each process on its own device, a share of the requests
-            device_of_process = self.accelerator.device
-            # accelerate names the CPU "cpu:0", which safetensors does not accept
-            self._device = torch.device("cpu") if device_of_process.type == "cpu" else device_of_process
+            self._device = self.accelerator.device
             self._rank = self.accelerator.process_index
             self._world_size = self.accelerator.num_processes
 

@@ -179,11 +179,13 @@ def weight_files(directory: Path) -> list[Path]:
     return files
 
 
-def read_tensors(files: list[Path], device: str | torch.device) -> dict[str, torch.Tensor]:
+def read_tensors(files: list[Path], device: torch.device) -> dict[str, torch.Tensor]:
+    # safetensors accepts "cpu" but not an indexed "cpu:0" (what accelerate reports)
+    target = "cpu" if device.type == "cpu" else str(device)
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
         try:
-            tensors.update(load_file(file, device=str(device)))
+            tensors.update(load_file(file, device=target))
         except Exception as error:  # safetensors raises its own error types for damaged files
             raise CheckpointError(
                 f"cannot read {file} ({error}); the file is damaged or incomplete: download it again"

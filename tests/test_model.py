@@ -88,6 +88,8 @@ def test_round_trip_identical_logits_and_tie_kept(tmp_path, ids):
     assert torch.equal(model(ids).logits, loaded(ids).logits)
     assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
     assert loaded.config.mask_token_id == 5
+    # accelerate names the CPU "cpu:0"
+    assert torch.equal(load_model(tmp_path, device="cpu:0")(ids).logits, loaded(ids).logits)
     # transformers' own Auto class reads the same directory
     auto = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
     assert isinstance(auto, ILLaDAForMaskedLM)
