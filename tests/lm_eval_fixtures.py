@@ -214,3 +214,13 @@ def write_causal_checkpoint(directory: Path, seed: int = 0) -> Path:
     LlamaForCausalLM(config).save_pretrained(directory)
     char_tokenizer().save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="module")
+def tasks_dir(tmp_path_factory):
+    return write_tasks(tmp_path_factory.mktemp("tasks"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"))

@@ -13,7 +13,7 @@ from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 
 from illada_eval.adapter import DiffusionLM
-from lm_eval_fixtures import one_torch_thread  # noqa: F401  (autouse: one torch thread)
+from lm_eval_fixtures import checkpoint, one_torch_thread, tasks_dir  # noqa: F401  (fixtures)
 from lm_eval_fixtures import (
     COPY_DOCS,
     TEXT_DOCS,
@@ -21,21 +21,9 @@ from lm_eval_fixtures import (
     CopyToy,
     char_tokenizer,
     copy_score,
-    write_checkpoint,
-    write_tasks,
 )
 
 ALL_TASKS = ["toy_mc", "toy_ll", "toy_gen", "toy_ppl"]
-
-
-@pytest.fixture(scope="module")
-def tasks_dir(tmp_path_factory):
-    return write_tasks(tmp_path_factory.mktemp("tasks"))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return write_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,10 @@ import torch
 
 from illada_eval.cli import main
 from illada_eval.evaluate import cache_prefix
-from lm_eval_fixtures import one_torch_thread  # noqa: F401  (autouse: one torch thread)
-from lm_eval_fixtures import COPY_DOCS, write_causal_checkpoint, write_checkpoint, write_tasks
+from lm_eval_fixtures import checkpoint, one_torch_thread, tasks_dir  # noqa: F401  (fixtures)
+from lm_eval_fixtures import COPY_DOCS, write_causal_checkpoint
 
 ALL_TASKS = "toy_mc,toy_ll,toy_gen,toy_ppl"
-
-
-@pytest.fixture(scope="module")
-def tasks_dir(tmp_path_factory):
-    return write_tasks(tmp_path_factory.mktemp("tasks"))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return write_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 def run_cli(*argv):
