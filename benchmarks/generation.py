@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -26,6 +25,8 @@ from illada_eval import load_model
 from illada_eval.evaluate import DEMO_MODEL_DIR
 from illada_eval.model import generate
 from illada_eval.train.synthetic import sanity_docs
+
+from _common import machine_line
 
 MODES = {
     "reference": dict(variable_length=False, threshold=None, stop_early=False),
@@ -66,7 +67,7 @@ def main() -> None:
     docs = sanity_docs(args.prompts)
     prompts = [tokenizer.encode(doc["prompt"]) for doc in docs]
     answers = [doc["answer"] for doc in docs]
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    machine = machine_line()
     print(f"demo model, {len(prompts)} sanity prompts, gen_length {args.gen_length}, "
           f"block {args.block_length}; {machine}")
 

@@ -1,0 +1,53 @@
+"""What the benchmark scripts share: the machine line, a model-call counter, the results file."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def machine_line() -> str:
+    """The hardware a benchmark ran on, in one line (CPU model, cores, torch threads, GPU)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass  # not Linux: keep platform's name
+    line = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    if torch.cuda.is_available():
+        line += f", {torch.cuda.get_device_name()}"
+    return line
+
+
+class CountingModel(torch.nn.Module):
+    """Wraps a model and counts its calls and the sequences (batch rows) they ran, i.e. the
+    forward passes an algorithm actually made after merging duplicate inputs."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.calls = 0
+        self.sequences = 0
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        self.calls += 1
+        self.sequences += input_ids.shape[0]
+        return self.model(input_ids, attention_mask=attention_mask)
+
+    def reset(self) -> None:
+        self.calls = self.sequences = 0
+
+
+def write_results(path: str | Path, machine: str, settings: dict[str, Any], **numbers: Any) -> None:
+    """The benchmark's numbers as JSON, with the machine and settings they were measured with."""
+    output = Path(path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine, "settings": settings, **numbers}
+    output.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"written: {output}")
