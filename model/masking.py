@@ -7,8 +7,8 @@ the continuation's ``L`` tokens, a uniformly random subset of that size.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from collections.abc import Iterable
 
 import torch
 
@@ -49,20 +49,34 @@ def forward_mask(
     mask_id: int,
     eps: float = 1e-3,
     maskable: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> MaskedBatch:
     """Mask each token with probability ``p = (1 - eps) * t + eps``, ``t ~ U(0, 1)`` per row.
 
     ``maskable`` (bool ``[B, L]``) protects the positions where it is false (the prompt in SFT,
-    padding); ``generator`` must live on ``input_ids``' device.
+    padding). ``generator`` is one generator for the whole batch, or one per row: then row ``b``
+    draws its ``t`` and its token uniforms from ``generator[b]`` alone, so its mask does not
+    depend on which other rows share the batch (the trainer's masks then do not depend on how a
+    step is split into micro-batches). Generators must live on ``input_ids``' device.
     """
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"eps must be in [0, 1), got {eps}")
     batch, length = input_ids.shape
     device = input_ids.device
-    t = torch.rand(batch, device=device, generator=generator)
+    if generator is None or isinstance(generator, torch.Generator):
+        t = torch.rand(batch, device=device, generator=generator)
+        uniforms = torch.rand(batch, length, device=device, generator=generator)
+    else:
+        generators = list(generator)
+        if len(generators) != batch:
+            raise ValueError(
+                f"got {len(generators)} generators for a batch of {batch} rows: pass one per row "
+                "(or a single generator for the whole batch)"
+            )
+        draws = torch.stack([torch.rand(1 + length, device=device, generator=g) for g in generators])
+        t, uniforms = draws[:, 0], draws[:, 1:]
     p_mask = (1.0 - eps) * t + eps
-    masked = torch.rand(batch, length, device=device, generator=generator) < p_mask[:, None]
+    masked = uniforms < p_mask[:, None]
     if maskable is not None:
         masked &= maskable.bool()
     noisy_ids = torch.where(masked, torch.full_like(input_ids, mask_id), input_ids)

@@ -35,6 +35,26 @@ def test_forward_mask_rate_and_protection():
     assert abs(float(draw.masked[:, 5:].double().mean()) - 0.55) < 0.02
 
 
+def test_per_row_generators_make_each_row_independent_of_its_batch():
+    ids = torch.randint(0, 8, (6, 10), generator=torch.Generator().manual_seed(7))
+    maskable = torch.ones_like(ids, dtype=torch.bool)
+    maskable[:, :2] = False
+
+    def row_generators(rows):
+        return [torch.Generator().manual_seed(100 + row) for row in rows]
+
+    whole = forward_mask(ids, mask_id=MASK, eps=0.2, maskable=maskable, generator=row_generators(range(6)))
+    halves = [forward_mask(ids[rows], mask_id=MASK, eps=0.2, maskable=maskable[rows],
+                           generator=row_generators(rows)) for rows in ([4, 1, 5], [0, 3, 2])]
+    for part, rows in zip(halves, ([4, 1, 5], [0, 3, 2])):
+        assert torch.equal(part.masked, whole.masked[rows])
+        assert torch.equal(part.p_mask, whole.p_mask[rows])
+    assert not whole.masked[:, :2].any() and whole.p_mask.min() >= 0.2
+    assert len({tuple(row) for row in whole.masked.tolist()}) > 1  # rows draw different masks
+    with pytest.raises(ValueError, match="3 generators for a batch of 6 rows"):
+        forward_mask(ids, mask_id=MASK, generator=row_generators(range(3)))
+
+
 @pytest.mark.parametrize("loss_fn", [pretrain_loss, variable_length_sft_loss])
 def test_pretrain_loss_is_weighted_ce_over_real_tokens(loss_fn):
     model = ContextToy(mask_id=MASK)

@@ -11,8 +11,7 @@ from transformers import AutoTokenizer
 import illada_eval
 from illada_eval.train import checkpoint as ckpt
 from illada_eval.train import trainer as trainer_module
-from illada_eval.train.data import MASKING, micro_batch
-from illada_eval.model.masking import derive_seed
+from illada_eval.train.data import masking_generators, micro_batch
 from illada_eval.train.trainer import Trainer, compute_loss, train
 
 from train_helpers import read_log, run, sft_pairs, tiny_config
@@ -39,6 +38,25 @@ def test_loss_decreases_on_a_tiny_corpus(tmp_path, pairs):
     assert len(losses) == 40
     assert sum(losses[-8:]) / 8 < 0.6 * sum(losses[:8]) / 8
     assert all(record["tokens_per_s"] > 0 and record["lr"] > 0 for record in log)
+
+
+def test_loss_curve_does_not_depend_on_the_micro_batch_split(tmp_path, pairs):
+    """A global batch of 4 as one micro-batch of 4, or accumulated from 2 x 2 and 4 x 1: the same
+    rows, cuts and masks, so only the order of floating-point sums differs."""
+    runs = {
+        size: (tmp_path / str(size), run(data_files=[str(pairs)], output_dir=str(tmp_path / str(size)),
+                                         micro_batch_size=size, save_every=6, **PACKED_WITH_CUTS))
+        for size in (4, 2, 1)
+    }
+    whole_dir, whole = runs[4]
+    weights = illada_eval.load_model(whole_dir / "checkpoint-0000006").state_dict()
+    for size in (2, 1):
+        output, log = runs[size]
+        assert [r["tokens"] for r in log] == [r["tokens"] for r in whole]
+        assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in whole], rel=1e-6)
+        assert [r["grad_norm"] for r in log] == pytest.approx([r["grad_norm"] for r in whole], rel=1e-6)
+        accumulated = illada_eval.load_model(output / "checkpoint-0000006").state_dict()
+        assert all(torch.allclose(accumulated[name], weights[name], rtol=0, atol=1e-6) for name in weights)
 
 
 def test_checkpoint_is_a_save_pretrained_directory(uninterrupted):
@@ -165,8 +183,8 @@ def test_sft_masking_protects_the_prompt_only_in_sft_llada(tmp_path, pairs):
         samples = list(range(len(trainer.rows)))
         ids, prompt_lengths = trainer.rows.get(samples)
         batch = micro_batch(ids, prompt_lengths, samples, 0, trainer.config, trainer.pad_id)
-        generator = torch.Generator().manual_seed(derive_seed(0, MASKING, 0, samples))
-        _, info = compute_loss(trainer.config, trainer.model, batch, trainer.mask_id, generator)
+        generators = masking_generators(batch, 0, trainer.config, torch.device("cpu"))
+        _, info = compute_loss(trainer.config, trainer.model, batch, trainer.mask_id, generators)
         positions = torch.arange(ids.shape[1])
         if objective == "sft-llada":
             prompt = positions[None, :] < prompt_lengths[:, None]

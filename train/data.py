@@ -9,7 +9,8 @@
   rows in a permutation drawn from ``(seed, epoch)``; streaming data is read in order through a
   seeded shuffle buffer, every process reading the whole stream and keeping its own rows. The
   random-length cuts depend on ``(seed, step)`` and
-  ``(seed, step, g)`` only, so any number of processes sees the same samples.
+  ``(seed, step, g)`` only, and each row's masks on ``(seed, step, g, segment)``, so any number
+  of processes, and any split of a step into micro-batches, sees the same samples and masks.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..model.masking import derive_seed
+from ..model.masking import derive_seed, seeded_generator
 from . import synthetic
 from .config import TrainConfig
 
@@ -48,12 +49,15 @@ class MicroBatch:
     attention_mask: torch.Tensor | None  # [n, L], None when no row is padded
     prompt_lengths: torch.Tensor | None  # [n], sft-llada only
     num_tokens: int  # real tokens, for tokens/s
+    row_keys: list[tuple[int, int]]  # per row: (global sample, segment 0 or 1 of a split row)
 
     def to(self, device: torch.device) -> MicroBatch:
         def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
             return None if tensor is None else tensor.to(device)
 
-        return MicroBatch(move(self.input_ids), move(self.attention_mask), move(self.prompt_lengths), self.num_tokens)
+        return MicroBatch(
+            move(self.input_ids), move(self.attention_mask), move(self.prompt_lengths), self.num_tokens, self.row_keys
+        )
 
 
 # --------------------------------------------------------------------------- records
@@ -352,11 +356,12 @@ def micro_batch(
     segments do not attend to each other and each starts at position 0 — the effect of
     variable-length attention, paid for with padding.
     """
+    whole_rows = [(sample, 0) for sample in samples]
     if config.objective == "sft-llada":
-        return MicroBatch(ids, None, prompt_lengths, num_tokens=ids.numel())
+        return MicroBatch(ids, None, prompt_lengths, ids.numel(), whole_rows)
     length = step_length(config, step)
     ids = ids[:, :length]
-    extra, remainder_lengths = [], []
+    extra, remainder_lengths, second_rows = [], [], []
     keep = torch.ones_like(ids, dtype=torch.bool)
     for row, sample in enumerate(samples):
         cut = two_segment_cut(config, step, sample, length)
@@ -366,10 +371,22 @@ def micro_batch(
         second[: length - cut] = ids[row, cut:]
         extra.append(second)
         remainder_lengths.append(length - cut)
+        second_rows.append((sample, 1))
         keep[row, cut:] = False
     if not extra:
-        return MicroBatch(ids, None, None, num_tokens=ids.numel())
+        return MicroBatch(ids, None, None, ids.numel(), whole_rows)
     ids = torch.where(keep, ids, torch.full_like(ids, pad_id))
     second_keep = torch.arange(length)[None, :] < torch.tensor(remainder_lengths)[:, None]
     attention = torch.cat([keep, second_keep]).long()
-    return MicroBatch(torch.cat([ids, torch.stack(extra)]), attention, None, num_tokens=int(attention.sum()))
+    return MicroBatch(
+        torch.cat([ids, torch.stack(extra)]), attention, None, int(attention.sum()), whole_rows + second_rows
+    )
+
+
+def masking_generators(batch: MicroBatch, step: int, config: TrainConfig, device: torch.device) -> list[torch.Generator]:
+    """One generator per row of ``batch``, seeded by ``(seed, step, sample, segment)`` alone: a
+    row's masks do not depend on the micro-batch, nor the process, that trains it."""
+    return [
+        seeded_generator(derive_seed(config.seed, MASKING, step, sample, segment), device)
+        for sample, segment in batch.row_keys
+    ]

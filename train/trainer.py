@@ -2,8 +2,9 @@
 
 Step ``s`` trains on global samples ``[s * batch_size, (s + 1) * batch_size)``, cut into
 micro-batches of ``micro_batch_size``; process ``r`` takes micro-batches ``r, r + W, r + 2W, ...``
-and accumulates their gradients. Masks are drawn from a seed of ``(seed, step, the micro-batch's
-samples)``, so the loss curve does not depend on the number of processes.
+and accumulates their gradients. Each row's masks are drawn from a seed of ``(seed, step, its
+global sample)``, so the loss curve depends neither on the number of processes nor on
+``micro_batch_size`` (gradient accumulation).
 """
 from __future__ import annotations
 
@@ -30,10 +31,9 @@ from torch.distributed.checkpoint.state_dict import (
 from tqdm.auto import tqdm
 
 from ..model import ILLaDAConfig, ILLaDAForMaskedLM, load_model, pretrain_loss, sft_loss, variable_length_sft_loss
-from ..model.masking import derive_seed
 from . import checkpoint as ckpt
 from .config import DATA_STREAM_FIELDS, TrainConfig, config_to_dict
-from .data import MASKING, MicroBatch, PackedRows, load_rows, micro_batch, read_records
+from .data import MicroBatch, PackedRows, load_rows, masking_generators, micro_batch, read_records
 from .schedule import build_scheduler
 from .tokenizer import (
     MASK_TOKEN_ID,
@@ -162,8 +162,9 @@ def total_steps(config: TrainConfig, rows) -> int:
     return max(1, math.ceil(config.epochs * len(rows) / config.batch_size))
 
 
-def compute_loss(config: TrainConfig, model, batch: MicroBatch, mask_id: int, generator: torch.Generator):
-    common = dict(mask_id=mask_id, eps=config.mask_eps, generator=generator, attention_mask=batch.attention_mask)
+def compute_loss(config: TrainConfig, model, batch: MicroBatch, mask_id: int, generators: list[torch.Generator]):
+    """The objective's loss on ``batch``; ``generators`` draw the masks, one per row."""
+    common = dict(mask_id=mask_id, eps=config.mask_eps, generator=generators, attention_mask=batch.attention_mask)
     if config.objective == "sft-llada":
         return sft_loss(model, batch.input_ids, batch.prompt_lengths, **common)
     objective = pretrain_loss if config.objective == "pretrain" else variable_length_sft_loss
@@ -283,12 +284,11 @@ class Trainer:
             samples = list(range(first, first + size))
             ids, prompt_lengths = self.rows.get(samples)
             batch = micro_batch(ids, prompt_lengths, samples, step, config, self.pad_id).to(accelerator.device)
-            generator = torch.Generator(device=accelerator.device)
-            generator.manual_seed(derive_seed(config.seed, MASKING, step, samples))
+            generators = masking_generators(batch, step, config, accelerator.device)
             last = index == self.micro_per_process - 1
             sync = contextlib.nullcontext() if last else accelerator.no_sync(self.model)
             with sync:
-                loss, _ = compute_loss(config, self.model, batch, self.mask_id, generator)
+                loss, _ = compute_loss(config, self.model, batch, self.mask_id, generators)
                 accelerator.backward(loss / self.micro_per_process)
             loss_sum += loss.detach() / self.micro_per_process
             tokens += batch.num_tokens
