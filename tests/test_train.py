@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from accelerate.state import AcceleratorState
+from safetensors import safe_open
 from transformers import AutoTokenizer
 
 import illada_eval
@@ -57,6 +59,38 @@ def test_loss_curve_does_not_depend_on_the_micro_batch_split(tmp_path, pairs):
         assert [r["grad_norm"] for r in log] == pytest.approx([r["grad_norm"] for r in whole], rel=1e-6)
         accumulated = illada_eval.load_model(output / "checkpoint-0000006").state_dict()
         assert all(torch.allclose(accumulated[name], weights[name], rtol=0, atol=1e-6) for name in weights)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one AcceleratorState per process and refuses a second mixed-precision
+    setting in it; reset it around the test, as accelerate's own test cases do."""
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
+def test_bf16_autocast_on_cpu_trains_fp32_master_weights(tmp_path, pairs, fresh_accelerate_state):
+    settings = dict(data_files=[str(pairs)], objective="sft-llada", max_steps=12, save_every=12, decay_fraction=0.0)
+    fp32 = run(output_dir=str(tmp_path / "fp32"), mixed_precision="no", **settings)
+    AcceleratorState._reset_state()
+    trainer = Trainer(tiny_config(output_dir=str(tmp_path / "bf16"), mixed_precision="bf16", **settings))
+    head_dtypes = set()
+    head = trainer.accelerator.unwrap_model(trainer.model).lm_head
+    head.register_forward_hook(lambda module, inputs, output: head_dtypes.add(output.dtype))
+    trainer.train()
+    bf16 = read_log(tmp_path / "bf16")
+    assert head_dtypes == {torch.bfloat16}  # the forward ran under autocast
+    losses = [r["loss"] for r in bf16]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-4:]) < 0.8 * sum(losses[:4])
+    assert losses != [r["loss"] for r in fp32]  # bf16 matmuls round differently ...
+    assert losses == pytest.approx([r["loss"] for r in fp32], rel=0.02)  # ... but follow the fp32 curve
+    checkpoint = tmp_path / "bf16" / "checkpoint-0000012"
+    with safe_open(checkpoint / "model.safetensors", "pt") as saved:
+        assert {saved.get_tensor(name).dtype for name in saved.keys()} == {torch.float32}
+    model = illada_eval.load_model(checkpoint)
+    assert next(model.parameters()).dtype == torch.float32
 
 
 def test_checkpoint_is_a_save_pretrained_directory(uninterrupted):
