@@ -51,6 +51,7 @@ from illada_eval.model import (
     load_model,
     resolve_checkpoint,
 )
+from illada_eval.model.kv_cache import KV_CACHE_MODES
 from illada_eval.model.masking import derive_seed
 
 log = logging.getLogger(__name__)
@@ -94,12 +95,15 @@ class GenerationSettings:
     suppress_eos_confidence: bool = False
     cfg_scale: float = 0.0
     threshold: float | None = None  # Fast-dLLM parallel decoding
+    kv_cache: str | None = None  # Fast-dLLM approximate cache: "prefix" or "dual"
 
     def __post_init__(self) -> None:
         _set_numbers(self, ints=("gen_length", "block_length", "steps", "steps_per_block"),
                      floats=("temperature", "cfg_scale", "threshold"))
         if self.gen_length < 1 or self.block_length < 1:
             raise ValueError(f"gen_length and block_length must be positive, got {self.gen_length}, {self.block_length}")
+        if self.kv_cache not in (None, *KV_CACHE_MODES):
+            raise ValueError(f"kv_cache must be one of {KV_CACHE_MODES} or left unset, got {self.kv_cache!r}")
 
     def plan(self, max_gen_toks: int) -> tuple[int, int, int]:
         """``(gen_length, block_length, steps)`` for the sampler from a request's budget.
@@ -148,16 +152,25 @@ class CountingModel:
         self.model = model
         self.calls = 0
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **cache_kwargs: Any) -> Any:
+        """Logits ``[B, L, V]``; with ``cache_kwargs`` (the KV-cache sampler's ``past_key_values``
+        and the like) the network's whole output, which carries the keys/values."""
         self.calls += 1
+        if cache_kwargs:
+            output = self.model(input_ids, attention_mask=attention_mask, **cache_kwargs)
+            self._check_finite(output.logits, input_ids)
+            return output
         logits = call_logits(self.model, input_ids, attention_mask)
+        self._check_finite(logits, input_ids)
+        return logits
+
+    def _check_finite(self, logits: torch.Tensor, input_ids: torch.Tensor) -> None:
         if bool(torch.isnan(logits).any()):
             raise FloatingPointError(
                 f"the model returned NaN logits (call {self.calls}, input {tuple(input_ids.shape)}): the "
                 "weights are damaged or the dtype overflows (float16 does for these models; use "
                 "bfloat16 or float32). Requests finished before this one are kept in --use-cache."
             )
-        return logits
 
     @property
     def device(self) -> torch.device:
@@ -235,7 +248,7 @@ class DiffusionLM(TemplateLM):
         mc_scoring, mc_num, mc_batch_size, cfg_scale, greedy_flag: default likelihood settings
             (see :class:`ScoringSettings`); a task's ``metadata.illada`` overrides them.
         gen_length, block_length, steps, steps_per_block, remasking, temperature,
-            variable_length, suppress_eos_confidence, threshold: default generation settings
+            variable_length, suppress_eos_confidence, threshold, kv_cache: default generation settings
             (see :class:`GenerationSettings`); a request's generation_kwargs override them.
         mask_id: mask token id; default ``model.config.mask_token_id``.
         seed: root of every request's own random seed.
@@ -267,6 +280,7 @@ class DiffusionLM(TemplateLM):
         variable_length: bool = True,
         suppress_eos_confidence: bool = False,
         threshold: float | None = None,
+        kv_cache: str | None = None,
         mask_id: int | None = None,
         seed: int = 0,
         task_settings: Mapping[str, Mapping[str, Any]] | None = None,
@@ -310,7 +324,7 @@ class DiffusionLM(TemplateLM):
             dict(gen_length=gen_length, block_length=block_length, steps=steps,
                  steps_per_block=steps_per_block, remasking=remasking, temperature=temperature,
                  variable_length=variable_length, suppress_eos_confidence=suppress_eos_confidence,
-                 cfg_scale=cfg_scale, threshold=threshold),
+                 cfg_scale=cfg_scale, threshold=threshold, kv_cache=kv_cache),
             "model_args",
         )
         self.task_settings = {name: dict(value) for name, value in (task_settings or {}).items()}
@@ -700,7 +714,7 @@ class DiffusionLM(TemplateLM):
             variable_length=settings.variable_length,
             suppress_eos_confidence=settings.suppress_eos_confidence, stop=stops or None,
             seed=[derive_seed(self.seed, prompt, [k]) for prompt, k in zip(prompts, occurrences, strict=True)],
-            threshold=settings.threshold, pad_id=self.mask_id,
+            threshold=settings.threshold, pad_id=self.mask_id, kv_cache=settings.kv_cache,
         )
         texts, generated = [], 0
         for tokens in output.tokens:

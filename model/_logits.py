@@ -95,5 +95,9 @@ def selected_logits(
     both_mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
     logits = call_logits(model, torch.cat([input_ids, uncond_ids]), both_mask)
     cond, uncond = logits.chunk(2, dim=0)
-    cond, uncond = cond[select].float(), uncond[select].float()
+    return apply_guidance(cond[select].float(), uncond[select].float(), cfg_scale)
+
+
+def apply_guidance(cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float) -> torch.Tensor:
+    """LLaDA's unsupervised classifier-free guidance: ``un + (cfg_scale + 1) * (cond - un)``."""
     return uncond + (cfg_scale + 1.0) * (cond - uncond)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._logits import LogitsModel, model_device, pad_batch, selected_logits
+from ._logits import LogitsModel, apply_guidance, call_logits, model_device, pad_batch
+from .kv_cache import BlockKVCache
 from .masking import derive_seed, seeded_generator
 
 REMASKING = ("low_confidence", "random")
@@ -194,6 +195,7 @@ def generate(
     threshold: float | None = None,
     stop_early: bool = True,
     pad_id: int | None = None,
+    kv_cache: str | None = None,
 ) -> GenerateOutput:
     """Generate up to ``gen_length`` tokens after each prompt with LLaDA's sampler.
 
@@ -228,6 +230,10 @@ def generate(
             an EOS or a stop sequence. Earlier blocks never change after they are decoded, so
             the output is already final: the tokens are identical and model calls are saved.
             ``False`` runs every block, as LLaDA's code does (to count its calls).
+        kv_cache: ``None`` (exact: every step runs the whole canvas), or Fast-dLLM's approximate
+            ``"prefix"`` / ``"dual"`` cache (:mod:`.kv_cache`): a block's first step runs the
+            whole canvas, its later steps only the block (and, for ``"prefix"``, what follows
+            it). Needs a network that takes ``past_key_values`` (``ILLaDAForMaskedLM``).
 
     Returns:
         :class:`GenerateOutput`. ``nfe`` counts model calls; a step in which no prompt has a
@@ -239,6 +245,7 @@ def generate(
         gen_length, block_length, steps, temperature, remasking, threshold, stops,
         eos_ids, variable_length, suppress_eos_confidence,
     )
+    cache = BlockKVCache(kv_cache) if kv_cache is not None else None
     if isinstance(seed, int):
         seeds = [derive_seed(seed, i) for i in range(len(prompts))]
     elif len(seed) == len(prompts):
@@ -264,16 +271,13 @@ def generate(
             rows.append_masks(block_length)
         start = rows.prompt_width + block * block_length
         still_masked = torch.ones((len(rows), block_length), dtype=torch.bool, device=device)
+        if cache is not None:
+            cache.forget()
         step = 0
         while bool(still_masked.any()):
             if threshold is None and step == len(schedule):
                 break
-            select = torch.zeros_like(rows.canvas, dtype=torch.bool)
-            select[:, start : start + block_length] = True
-            logits = selected_logits(
-                model, rows.canvas, rows.attention, select, cfg_scale=cfg_scale,
-                uncond_ids=rows.uncond_canvas() if cfg_scale > 0 else None,
-            ).view(len(rows), block_length, -1)
+            logits = _block_logits(model, rows, start, block_length, cfg_scale, cache)
             nfe += 1
             drawing = still_masked.any(dim=1)
             for i in drawing.nonzero()[:, 0].tolist():
@@ -311,6 +315,27 @@ def generate(
     return GenerateOutput(
         tokens=[list(o) for o in outputs], nfe=nfe, nfe_per_sequence=rows.nfe, stopped=stopped
     )
+
+
+def _block_logits(
+    model: LogitsModel, rows: _Rows, start: int, length: int, cfg_scale: float,
+    cache: BlockKVCache | None,
+) -> torch.Tensor:
+    """Float32 logits ``[B, length, V]`` of the current block, guided when ``cfg_scale > 0``
+    (the conditional and unconditional canvases share one model call)."""
+    ids, attention = rows.canvas, rows.attention
+    if cfg_scale > 0:
+        ids = torch.cat([ids, rows.uncond_canvas()])
+        attention = None if attention is None else torch.cat([attention, attention])
+    if cache is None:
+        logits = call_logits(model, ids, attention)[:, start : start + length]
+    else:
+        logits = cache.block_logits(model, ids, attention, start, length)
+    logits = logits.float()
+    if cfg_scale <= 0:
+        return logits
+    cond, uncond = logits.chunk(2, dim=0)
+    return apply_guidance(cond, uncond, cfg_scale)
 
 
 def _finish_stopped_rows(rows, outputs, stopped, eos_ids, stops, *, search_from, end) -> None:

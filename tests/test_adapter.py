@@ -211,6 +211,21 @@ def test_metrics_do_not_depend_on_batch_size(checkpoint, tasks_dir):
                     assert a[0] == pytest.approx(b[0], abs=1e-4)
 
 
+def test_kv_cache_setting_reaches_the_sampler_through_the_counting_wrapper(checkpoint):
+    requests = [generation_request(c, max_gen_toks=8, block_length=4) for c in ("copy #12=", "x")]
+    for mode in ("prefix", "dual"):
+        # one step per block: every call is a block's full first pass, so the cache changes nothing
+        one_step = DiffusionLM(pretrained=str(checkpoint), kv_cache=mode, steps_per_block=1)
+        assert one_step.generate_until(requests) == DiffusionLM(pretrained=str(checkpoint), steps_per_block=1).generate_until(requests)
+    cached = DiffusionLM(pretrained=str(checkpoint), kv_cache="dual")
+    widths = []
+    cached.network.register_forward_pre_hook(lambda module, args: widths.append(args[0].shape[1]))
+    cached.generate_until(requests)
+    assert 4 in widths and max(widths) > 4  # later steps ran the block of 4 alone
+    with pytest.raises(ValueError, match="kv_cache must be one of"):
+        DiffusionLM(pretrained=str(checkpoint), kv_cache="everything")
+
+
 def test_same_seed_same_scores_other_seed_other_draws(checkpoint):
     pairs = [("copy #1234=", "1234"), ("x", "hello world")]
 

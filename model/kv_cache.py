@@ -1,0 +1,100 @@
+"""Approximate key/value caching for block-wise diffusion decoding (Fast-dLLM's prefix and dual cache).
+
+Attention is bidirectional, so every key and value changes whenever any token of the canvas
+changes: no cache is exact. Within one block, though, only the block's own tokens change, and
+the keys/values of the rest move little. So the first step of each block runs the whole canvas
+and keeps every layer's keys/values; the block's later steps reuse them:
+
+- ``"prefix"``: run the block and everything after it; the prompt and the blocks decoded before
+  come from the cache;
+- ``"dual"``: run the block alone; the prefix and the still-masked suffix come from the cache.
+
+A one-layer network's keys/values depend only on each position's own token, so there both modes
+are exact; that is how the tests check the positions and masks. Each block's first step is the
+uncached pass itself, so with one step per block the cached sampler equals the uncached one.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._logits import LogitsModel
+from .modeling import KVCache, position_ids_from_mask
+
+KV_CACHE_MODES = ("prefix", "dual")
+
+
+class BlockKVCache:
+    """Keys/values of the canvas as it was at the first step of the current block."""
+
+    def __init__(self, mode: str):
+        if mode not in KV_CACHE_MODES:
+            raise ValueError(f"kv_cache must be None or one of {KV_CACHE_MODES}, got {mode!r}")
+        self.mode = mode
+        self.key_values: KVCache | None = None
+        self.positions: torch.Tensor | None = None
+
+    def forget(self) -> None:
+        """Called when a block starts: its first step must see the current canvas."""
+        self.key_values = None
+
+    def block_logits(
+        self,
+        model: LogitsModel,
+        ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        start: int,
+        length: int,
+    ) -> torch.Tensor:
+        """Logits ``[B, length, V]`` of canvas positions ``start : start + length``."""
+        if self.key_values is None:
+            output = _call_network(model, ids, attention_mask=attention_mask)
+            self.key_values = output.key_values
+            self.positions = _positions(ids, attention_mask)
+            return output.logits[:, start : start + length]
+        end = start + length
+        if self.mode == "prefix":
+            past = [(k[:, :, :start], v[:, :, :start]) for k, v in self.key_values]
+            logits = _call_network(
+                model, ids[:, start:], attention_mask=attention_mask, past_key_values=past,
+                position_ids=self.positions[:, start:],
+            ).logits
+            return logits[:, :length]
+        # dual: the block attends to cached prefix and suffix; the order of keys does not matter
+        # to attention, only their positions (already rotated in) and the mask, kept in step
+        past = [
+            (torch.cat((k[:, :, :start], k[:, :, end:]), dim=2),
+             torch.cat((v[:, :, :start], v[:, :, end:]), dim=2))
+            for k, v in self.key_values
+        ]
+        mask = None
+        if attention_mask is not None:
+            mask = torch.cat(
+                (attention_mask[:, :start], attention_mask[:, end:], attention_mask[:, start:end]), dim=1
+            )
+        return _call_network(
+            model, ids[:, start:end], attention_mask=mask, past_key_values=past,
+            position_ids=self.positions[:, start:end],
+        ).logits
+
+
+def _positions(ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    if attention_mask is not None:
+        return position_ids_from_mask(attention_mask)
+    return torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
+
+
+def _call_network(model: LogitsModel, input_ids: torch.Tensor, **kwargs):
+    try:
+        output = model(input_ids, use_cache=True, **kwargs)
+    except TypeError as error:
+        raise TypeError(
+            "kv_cache needs a network that takes past_key_values, position_ids and use_cache and "
+            f"returns .key_values (illada_eval's ILLaDAForMaskedLM); this one does not ({error}). "
+            "Use kv_cache=None with other models."
+        ) from error
+    if getattr(output, "key_values", None) is None:
+        raise TypeError(
+            f"kv_cache needs the model output's .key_values; {type(output).__name__} has none. "
+            "Use kv_cache=None with this model."
+        )
+    return output
