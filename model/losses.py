@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ._logits import LogitsModel, call_logits
-from .masking import forward_mask
+from .masking import Generators, forward_mask
 
 LossOutput = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
@@ -29,7 +29,7 @@ def _weighted_masked_ce(
     *,
     mask_id: int,
     eps: float,
-    generator: torch.Generator | None,
+    generator: Generators,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-token ``CE / p`` ``[B, L]`` (zero where not masked) for one masking draw, and info."""
     draw = forward_mask(input_ids, mask_id=mask_id, eps=eps, maskable=maskable, generator=generator)
@@ -64,7 +64,7 @@ def pretrain_loss(
     *,
     mask_id: int,
     eps: float = 1e-3,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     attention_mask: torch.Tensor | None = None,
 ) -> LossOutput:
     """LLaDA / iLLaDA pre-training loss for ``input_ids [B, L]``.
@@ -88,7 +88,7 @@ def variable_length_sft_loss(
     *,
     mask_id: int,
     eps: float = 1e-3,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     attention_mask: torch.Tensor | None = None,
 ) -> LossOutput:
     """iLLaDA's variable-length SFT loss on packed sequences.
@@ -112,7 +112,7 @@ def sft_loss(
     *,
     mask_id: int,
     eps: float = 1e-3,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     attention_mask: torch.Tensor | None = None,
 ) -> LossOutput:
     """LLaDA's SFT loss for ``input_ids [B, L]`` = prompt + response (+ EOS padding).

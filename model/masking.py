@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+# one generator for a whole batch, or one per row (a row's draws then ignore the other rows)
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
 
 def derive_seed(seed: int, *parts: int | Iterable[int]) -> int:
     """A 63-bit seed that depends only on ``seed`` and ``parts`` (ints or int sequences).
@@ -49,7 +52,7 @@ def forward_mask(
     mask_id: int,
     eps: float = 1e-3,
     maskable: torch.Tensor | None = None,
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    generator: Generators = None,
 ) -> MaskedBatch:
     """Mask each token with probability ``p = (1 - eps) * t + eps``, ``t ~ U(0, 1)`` per row.
 

@@ -73,13 +73,14 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, hidden, bias=False)
 
-    def forward(self, x, cos, sin, key_mask, past_kv=None):
+    def forward(self, x, cos, sin, key_mask, past_kv=None, use_cache=False):
         batch, length, _ = x.shape
         q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        new_kv = (k, v)
+        # only when asked: returned views would keep activations alive (and FSDP2 warns)
+        new_kv = (k, v) if use_cache else None
         if past_kv is not None:
             k = torch.cat((past_kv[0], k), dim=2)
             v = torch.cat((past_kv[1], v), dim=2)
@@ -108,8 +109,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, key_mask, past_kv=None):
-        attn_out, new_kv = self.self_attn(self.input_layernorm(x), cos, sin, key_mask, past_kv)
+    def forward(self, x, cos, sin, key_mask, past_kv=None, use_cache=False):
+        attn_out, new_kv = self.self_attn(self.input_layernorm(x), cos, sin, key_mask, past_kv, use_cache)
         h = x + attn_out
         return h + self.mlp(self.post_attention_layernorm(h)), new_kv
 
@@ -193,9 +194,11 @@ class ILLaDAModel(ILLaDAPreTrainedModel):
         for i, layer in enumerate(self.layers):
             past = past_key_values[i] if past_key_values else None
             if self.gradient_checkpointing and self.training:
-                h, kv = self._gradient_checkpointing_func(layer.__call__, h, cos, sin, key_mask, past)
+                h, kv = self._gradient_checkpointing_func(
+                    layer.__call__, h, cos, sin, key_mask, past, use_cache
+                )
             else:
-                h, kv = layer(h, cos, sin, key_mask, past)
+                h, kv = layer(h, cos, sin, key_mask, past, use_cache)
             if use_cache:
                 new_cache.append(kv)
         return MaskedLMOutput(
