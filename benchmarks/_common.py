@@ -1,11 +1,15 @@
-"""What the benchmark scripts share: the machine line, a model-call counter, the results file."""
+"""What the benchmark scripts share: the machine line, a model-call counter, a timer, the results file."""
 from __future__ import annotations
 
 import json
 import os
 import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 import torch
 
@@ -42,6 +46,17 @@ class CountingModel(torch.nn.Module):
 
     def reset(self) -> None:
         self.calls = self.sequences = 0
+
+
+def timed(fn: Callable[[], T], repeats: int = 1) -> tuple[T, float]:
+    """``fn()``'s result and its fastest wall time over ``repeats`` runs (the CPU is shared:
+    the fastest run is the one least disturbed by other work)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return result, best
 
 
 def write_results(path: str | Path, machine: str, settings: dict[str, Any], **numbers: Any) -> None:
