@@ -1,12 +1,10 @@
 """The trainer in other processes: a 2-process (gloo) run, and a SIGKILL while saving."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,37 +12,14 @@ import torch
 import illada_eval
 from illada_eval.train import checkpoint as ckpt
 
-from train_helpers import TINY_RUN, read_log, run, sft_pairs
-
-TESTS_DIR = Path(__file__).resolve().parent
-PACKED = dict(objective="sft-illada", two_segment_prob=0.5, random_length_prob=0.3)
-
-
-def child_env() -> dict[str, str]:
-    # one thread per process: two processes on a small CPU otherwise fight over the cores
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS_DIR)}
-
-
-def as_flags(settings: dict) -> list[str]:
-    flags = []
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            for sub, sub_value in value.items():
-                flags += [f"--{key}.{sub}", str(sub_value)]
-        else:
-            flags += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return flags
+from train_helpers import PACKED, child_env, launch_two_processes, read_log, run, sft_pairs
 
 
 def test_two_processes_follow_the_single_process_loss_curve(tmp_path):
     pairs = sft_pairs(tmp_path / "pairs.jsonl")
     settings = dict(data_files=str(pairs), batch_size=8, micro_batch_size=2, max_steps=5, save_every=5, **PACKED)
     single = run(output_dir=str(tmp_path / "one"), **settings)
-    flags = as_flags({**TINY_RUN, **settings, "output_dir": str(tmp_path / "two")})
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "illada_eval.train.cli", *flags]
-    finished = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 0, finished.stderr[-3000:]
+    launch_two_processes("illada_eval.train.cli", output_dir=str(tmp_path / "two"), **settings)
     double = read_log(tmp_path / "two")
     assert [r["step"] for r in double] == [1, 2, 3, 4, 5]
     # same samples, same masks: only the order of floating-point sums differs

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from illada_eval.train.config import load_config
@@ -34,6 +37,9 @@ TINY_RUN = {
     "mixed_precision": "no",
     "progress": False,
 }
+# the packed SFT objective with both row kinds: the hardest case for matching masks across runs
+PACKED = {"objective": "sft-illada", "two_segment_prob": 0.5, "random_length_prob": 0.3}
+TESTS_DIR = Path(__file__).resolve().parent
 
 
 def sft_pairs(path: Path, count: int = 40) -> Path:
@@ -61,3 +67,30 @@ def run(recipe: str | None = None, **overrides) -> list[dict]:
 
 def read_log(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / LOG_FILE).read_text().splitlines() if line]
+
+
+def child_env() -> dict[str, str]:
+    # one thread per process: two processes on a small CPU otherwise fight over the cores
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS_DIR)}
+
+
+def as_flags(settings: dict) -> list[str]:
+    """``settings`` as illada-train command-line flags (``model`` keys as ``--model.KEY``)."""
+    flags = []
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            for sub, sub_value in value.items():
+                flags += [f"--{key}.{sub}", str(sub_value)]
+        else:
+            flags += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return flags
+
+
+def launch_two_processes(module: str, **overrides) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node 2 -m module`` with the tiny settings and ``overrides`` as flags;
+    fails the test with the processes' stderr if they fail."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", module, *as_flags({**TINY_RUN, **overrides})]
+    finished = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return finished
