@@ -41,26 +41,25 @@ ESTIMATORS = ("llada", "antithetic", "balanced")
 BUCKETS = {"2-15": (2, 15), "16-47": (16, 47), "48+": (48, 10**9)}  # continuation tokens
 
 
-def gold_requests(benchmark: str, docs: int) -> Iterator[tuple[str, str]]:
-    """(context, continuation) of the gold answer, as the task YAMLs in tasks/ build them."""
+def gold_requests(benchmark: str, docs: int) -> Iterator[tuple[str, str, str]]:
+    """(benchmark, context, continuation) of the gold answers, as the task YAMLs in tasks/ build them."""
     split = "test" if benchmark == "arc_challenge" else "validation"
     rows = load_benchmark(benchmark, data_dir=default_data_dir())[split].select(range(docs))
     for row in process_docs(rows) if benchmark == "hellaswag" else rows:
         if benchmark == "arc_challenge":
             gold = row["choices"]["text"][row["choices"]["label"].index(row["answerKey"])]
-            yield f"Question: {row['question']}\nAnswer:", " " + gold
+            yield benchmark, f"Question: {row['question']}\nAnswer:", " " + gold
         elif benchmark == "hellaswag":
-            yield row["query"], " " + row["choices"][row["gold"]]
+            yield benchmark, row["query"], " " + row["choices"][row["gold"]]
         else:  # piqa
-            yield f"Question: {row['goal']}\nAnswer:", " " + (row["sol1"], row["sol2"])[row["label"]]
+            yield benchmark, f"Question: {row['goal']}\nAnswer:", " " + (row["sol1"], row["sol2"])[row["label"]]
 
 
 def pick_requests(tokenizer, per_bucket: int, max_length: int) -> dict[str, list[dict]]:
     """``per_bucket`` requests per continuation-length bucket, taken in turn from the benchmarks."""
-    streams = [((name, pair) for pair in gold_requests(name, 1000))
-               for name in ("arc_challenge", "hellaswag", "piqa")]
+    streams = [gold_requests(name, 1000) for name in ("arc_challenge", "hellaswag", "piqa")]
     buckets: dict[str, list[dict]] = {name: [] for name in BUCKETS}
-    for benchmark, (context, continuation) in itertools.chain.from_iterable(zip(*streams)):
+    for benchmark, context, continuation in itertools.chain.from_iterable(zip(*streams)):
         prompt, cont = tokenizer.encode(context), tokenizer.encode(continuation)
         if tokenizer.unk_token_id in prompt + cont or len(prompt) + len(cont) > max_length:
             continue
