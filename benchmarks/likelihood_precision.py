@@ -105,7 +105,7 @@ def measure(model: CountingModel, requests: list[dict], estimator: str, mc_num: 
         elbo_loglikelihood(model, prompts, continuations, mask_id=model.config.mask_token_id,
                            mc_num=mc_num, seed=seed, mask_sampling=estimator, batch_size=batch_size)
         for seed in range(seeds)
-    ])  # [seeds, requests]
+    ], dtype=torch.float64)  # [seeds, requests]
     return estimates.std(dim=0).mean().item(), model.sequences / (seeds * len(requests))
 
 
