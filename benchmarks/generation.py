@@ -13,7 +13,7 @@ to the reference, and writes the numbers to results/benchmarks/generation.json.
 initialised network of about 1B parameters (speed only: its accuracy means nothing), meant for
 a GPU in bfloat16 (``--device cuda --dtype bfloat16``).
 
-    python benchmarks/generation.py [--prompts 64] [--configs 256/32 32/8]
+    python benchmarks/generation.py [--prompts 64] [--configs 256/32 32/8 8/8]
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def print_table(rows: dict[str, dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=64)
-    parser.add_argument("--configs", nargs="+", default=["256/32", "32/8"],
+    parser.add_argument("--configs", nargs="+", default=["256/32", "32/8", "8/8"],
                         help="gen_length/block_length pairs, each run with every mode")
     parser.add_argument("--model", choices=["demo", "random-1b"], default="demo")
     parser.add_argument("--device", default="cpu")
