@@ -45,34 +45,35 @@ def _canvas(model, seed=0):
     return ids, attention, width + 4
 
 
-@pytest.mark.parametrize("mode", ["prefix", "dual"])
-def test_one_layer_cached_logits_equal_a_full_pass_after_the_block_changes(mode):
-    model = _model(layers=1)
+@torch.no_grad()
+def _second_step(mode: str, layers: int):
+    """A block's first and second step through the cache (the first revealed two tokens), and
+    what a full pass gives at the second: (cache, canvas, first, cached, full)."""
+    model = _model(layers)
     ids, attention, start = _canvas(model)
     cache = BlockKVCache(mode)
-    with torch.no_grad():
-        first = cache.block_logits(model, ids, attention, start, 4)
-        torch.testing.assert_close(first, model(ids, attention_mask=attention).logits[:, start : start + 4])
-        ids[:, start : start + 2] = torch.tensor([40, 41])  # the block's first step revealed two
-        cached = cache.block_logits(model, ids, attention, start, 4)
-        full = model(ids, attention_mask=attention).logits[:, start : start + 4]
+    first = cache.block_logits(model, ids, attention, start, 4)
+    torch.testing.assert_close(first, model(ids, attention_mask=attention).logits[:, start : start + 4])
+    ids[:, start : start + 2] = torch.tensor([40, 41])
+    cached = cache.block_logits(model, ids, attention, start, 4)
+    full = model(ids, attention_mask=attention).logits[:, start : start + 4]
+    return cache, (model, ids, attention, start), first, cached, full
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_one_layer_cached_logits_equal_a_full_pass_after_the_block_changes(mode):
+    _, _, first, cached, full = _second_step(mode, layers=1)
     torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(cached, first)  # the step saw the revealed tokens
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
+@torch.no_grad()
 def test_deeper_network_reuses_stale_keys_until_the_next_block(mode):
-    model = _model(layers=2)
-    ids, attention, start = _canvas(model)
-    cache = BlockKVCache(mode)
-    with torch.no_grad():
-        cache.block_logits(model, ids, attention, start, 4)
-        ids[:, start : start + 2] = torch.tensor([40, 41])
-        cached = cache.block_logits(model, ids, attention, start, 4)
-        full = model(ids, attention_mask=attention).logits[:, start : start + 4]
-        assert (cached - full).abs().max() > 1e-4  # approximate: the cached keys are stale
-        cache.forget()
-        torch.testing.assert_close(cache.block_logits(model, ids, attention, start, 4), full)
+    cache, canvas, _, cached, full = _second_step(mode, layers=2)
+    assert (cached - full).abs().max() > 1e-4  # approximate: the cached keys are stale
+    cache.forget()
+    torch.testing.assert_close(cache.block_logits(*canvas, 4), full)
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
