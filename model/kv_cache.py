@@ -24,18 +24,21 @@ KV_CACHE_MODES = ("prefix", "dual")
 
 
 class BlockKVCache:
-    """Keys/values of the canvas as it was at the first step of the current block."""
+    """What the later steps of the current block reuse from its first step: the cached
+    keys/values they attend to, with the matching attention mask and the input's positions."""
 
     def __init__(self, mode: str):
         if mode not in KV_CACHE_MODES:
             raise ValueError(f"kv_cache must be None or one of {KV_CACHE_MODES}, got {mode!r}")
         self.mode = mode
-        self.key_values: KVCache | None = None
-        self.positions: torch.Tensor | None = None
+        self.past: KVCache | None = None
+        self.mask: torch.Tensor | None = None  # over past + input; None when nothing is padded
+        self.positions: torch.Tensor | None = None  # of the input's tokens
+        self.span = slice(None)  # the canvas columns the later steps run
 
     def forget(self) -> None:
         """Called when a block starts: its first step must see the current canvas."""
-        self.key_values = None
+        self.past = None
 
     def block_logits(
         self,
@@ -46,35 +49,33 @@ class BlockKVCache:
         length: int,
     ) -> torch.Tensor:
         """Logits ``[B, length, V]`` of canvas positions ``start : start + length``."""
-        if self.key_values is None:
+        if self.past is None:
             output = _call_network(model, ids, attention_mask=attention_mask)
-            self.key_values = output.key_values
-            self.positions = _positions(ids, attention_mask)
+            self._keep(output.key_values, attention_mask, _positions(ids, attention_mask), start, start + length)
             return output.logits[:, start : start + length]
-        end = start + length
+        return _call_network(
+            model, ids[:, self.span], attention_mask=self.mask, past_key_values=self.past,
+            position_ids=self.positions,
+        ).logits[:, :length]
+
+    def _keep(self, key_values: KVCache, attention_mask, positions, start: int, end: int) -> None:
         if self.mode == "prefix":
-            past = [(k[:, :, :start], v[:, :, :start]) for k, v in self.key_values]
-            logits = _call_network(
-                model, ids[:, start:], attention_mask=attention_mask, past_key_values=past,
-                position_ids=self.positions[:, start:],
-            ).logits
-            return logits[:, :length]
-        # dual: the block attends to cached prefix and suffix; the order of keys does not matter
-        # to attention, only their positions (already rotated in) and the mask, kept in step
-        past = [
-            (torch.cat((k[:, :, :start], k[:, :, end:]), dim=2),
-             torch.cat((v[:, :, :start], v[:, :, end:]), dim=2))
-            for k, v in self.key_values
-        ]
-        mask = None
-        if attention_mask is not None:
-            mask = torch.cat(
+            self.span = slice(start, None)
+            self.past = [(k[:, :, :start], v[:, :, :start]) for k, v in key_values]
+            self.mask = attention_mask
+        else:
+            # dual: the block attends to cached prefix and suffix; the order of keys does not
+            # matter to attention, only their positions (already rotated in) and the mask
+            self.span = slice(start, end)
+            self.past = [
+                (torch.cat((k[:, :, :start], k[:, :, end:]), dim=2),
+                 torch.cat((v[:, :, :start], v[:, :, end:]), dim=2))
+                for k, v in key_values
+            ]
+            self.mask = None if attention_mask is None else torch.cat(
                 (attention_mask[:, :start], attention_mask[:, end:], attention_mask[:, start:end]), dim=1
             )
-        return _call_network(
-            model, ids[:, start:end], attention_mask=mask, past_key_values=past,
-            position_ids=self.positions[:, start:end],
-        ).logits
+        self.positions = positions[:, self.span]
 
 
 def _positions(ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
