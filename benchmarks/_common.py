@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-T = TypeVar("T")
-
 import torch
+
+T = TypeVar("T")
 
 
 def machine_line() -> str:
