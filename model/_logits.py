@@ -92,12 +92,20 @@ def selected_logits(
         return call_logits(model, input_ids, attention_mask)[select].float()
     if uncond_ids is None:
         raise ValueError("cfg_scale > 0 needs uncond_ids (the canvas with the prompt masked)")
+    logits = call_logits(model, *with_unconditional(input_ids, attention_mask, uncond_ids))
+    return apply_guidance(logits[torch.cat([select, select])].float(), cfg_scale)
+
+
+def with_unconditional(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, uncond_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The conditional rows, then their unconditional copies, as one batch (one model call)."""
     both_mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
-    logits = call_logits(model, torch.cat([input_ids, uncond_ids]), both_mask)
+    return torch.cat([input_ids, uncond_ids]), both_mask
+
+
+def apply_guidance(logits: torch.Tensor, cfg_scale: float) -> torch.Tensor:
+    """LLaDA's unsupervised classifier-free guidance ``un + (cfg_scale + 1) * (cond - un)`` on
+    the logits of a :func:`with_unconditional` batch (conditional half first)."""
     cond, uncond = logits.chunk(2, dim=0)
-    return apply_guidance(cond[select].float(), uncond[select].float(), cfg_scale)
-
-
-def apply_guidance(cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float) -> torch.Tensor:
-    """LLaDA's unsupervised classifier-free guidance: ``un + (cfg_scale + 1) * (cond - un)``."""
     return uncond + (cfg_scale + 1.0) * (cond - uncond)

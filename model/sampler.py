@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._logits import LogitsModel, apply_guidance, call_logits, model_device, pad_batch
+from ._logits import LogitsModel, apply_guidance, call_logits, model_device, pad_batch, with_unconditional
 from .kv_cache import BlockKVCache
 from .masking import derive_seed, seeded_generator
 
@@ -325,17 +325,12 @@ def _block_logits(
     (the conditional and unconditional canvases share one model call)."""
     ids, attention = rows.canvas, rows.attention
     if cfg_scale > 0:
-        ids = torch.cat([ids, rows.uncond_canvas()])
-        attention = None if attention is None else torch.cat([attention, attention])
+        ids, attention = with_unconditional(ids, attention, rows.uncond_canvas())
     if cache is None:
         logits = call_logits(model, ids, attention)[:, start : start + length]
     else:
         logits = cache.block_logits(model, ids, attention, start, length)
-    logits = logits.float()
-    if cfg_scale <= 0:
-        return logits
-    cond, uncond = logits.chunk(2, dim=0)
-    return apply_guidance(cond, uncond, cfg_scale)
+    return apply_guidance(logits.float(), cfg_scale) if cfg_scale > 0 else logits.float()
 
 
 def _finish_stopped_rows(rows, outputs, stopped, eos_ids, stops, *, search_from, end) -> None:
