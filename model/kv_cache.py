@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ._logits import LogitsModel
-from .modeling import KVCache, position_ids_from_mask
+from .modeling import KVCache, default_position_ids
 
 KV_CACHE_MODES = ("prefix", "dual")
 
@@ -51,7 +51,8 @@ class BlockKVCache:
         """Logits ``[B, length, V]`` of canvas positions ``start : start + length``."""
         if self.past is None:
             output = _call_network(model, ids, attention_mask=attention_mask)
-            self._keep(output.key_values, attention_mask, _positions(ids, attention_mask), start, start + length)
+            positions = default_position_ids(ids, attention_mask)
+            self._keep(output.key_values, attention_mask, positions, start, start + length)
             return output.logits[:, start : start + length]
         return _call_network(
             model, ids[:, self.span], attention_mask=self.mask, past_key_values=self.past,
@@ -76,12 +77,6 @@ class BlockKVCache:
                 (attention_mask[:, :start], attention_mask[:, end:], attention_mask[:, start:end]), dim=1
             )
         self.positions = positions[:, self.span]
-
-
-def _positions(ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    if attention_mask is not None:
-        return position_ids_from_mask(attention_mask)
-    return torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
 
 
 def _call_network(model: LogitsModel, input_ids: torch.Tensor, **kwargs):

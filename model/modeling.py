@@ -143,6 +143,17 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def default_position_ids(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, past_length: int = 0
+) -> torch.Tensor:
+    """Positions of ``input_ids`` after ``past_length`` cached tokens; ``attention_mask`` (when
+    given) covers cache + input, and only real tokens count."""
+    if attention_mask is not None:
+        return position_ids_from_mask(attention_mask)[:, past_length:]
+    batch, length = input_ids.shape
+    return torch.arange(past_length, past_length + length, device=input_ids.device).expand(batch, -1)
+
+
 class ILLaDAModel(ILLaDAPreTrainedModel):
     def __init__(self, config: ILLaDAConfig):
         super().__init__(config)
@@ -177,11 +188,7 @@ class ILLaDAModel(ILLaDAPreTrainedModel):
                 f"and input_ids need {(batch, past_length + length)}"
             )
         if position_ids is None:
-            if attention_mask is not None:
-                position_ids = position_ids_from_mask(attention_mask)[:, past_length:]
-            else:
-                position_ids = torch.arange(past_length, past_length + length, device=input_ids.device)
-                position_ids = position_ids.expand(batch, -1)
+            position_ids = default_position_ids(input_ids, attention_mask, past_length)
         key_mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
             keep = attention_mask.bool()
