@@ -49,6 +49,7 @@ from illada_eval.model import (
     elbo_loglikelihood,
     generate,
     load_model,
+    model_device,
     resolve_checkpoint,
 )
 from illada_eval.model.kv_cache import KV_CACHE_MODES
@@ -174,13 +175,7 @@ class CountingModel:
 
     @property
     def device(self) -> torch.device:
-        device = getattr(self.model, "device", None)
-        if isinstance(device, torch.device):
-            return device
-        if isinstance(self.model, torch.nn.Module):
-            for parameter in self.model.parameters():
-                return parameter.device
-        return torch.device("cpu")
+        return model_device(self.model)
 
 
 @dataclass
