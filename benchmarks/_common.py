@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: the machine line, a model-call counter, a timer, the results file."""
+"""What the benchmark scripts share: the machine line, a timer, the results file."""
 from __future__ import annotations
 
 import json
@@ -26,26 +26,6 @@ def machine_line() -> str:
     if torch.cuda.is_available():
         line += f", {torch.cuda.get_device_name()}"
     return line
-
-
-class CountingModel(torch.nn.Module):
-    """Wraps a model and counts its calls and the sequences (batch rows) they ran, i.e. the
-    forward passes an algorithm actually made after merging duplicate inputs."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.config = model.config
-        self.calls = 0
-        self.sequences = 0
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
-        self.calls += 1
-        self.sequences += input_ids.shape[0]
-        return self.model(input_ids, attention_mask=attention_mask)
-
-    def reset(self) -> None:
-        self.calls = self.sequences = 0
 
 
 def timed(fn: Callable[[], T], repeats: int = 1) -> tuple[T, float]:

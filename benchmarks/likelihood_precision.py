@@ -31,11 +31,12 @@ from lm_eval.tasks.hellaswag.utils import process_docs
 from transformers import AutoTokenizer
 
 from illada_eval import load_model
+from illada_eval.adapter import CountingModel
 from illada_eval.data import default_data_dir, load_benchmark
 from illada_eval.evaluate import DEMO_MODEL_DIR
 from illada_eval.model import ILLaDAForMaskedLM, elbo_loglikelihood
 
-from _common import CountingModel, machine_line, write_results
+from _common import machine_line, write_results
 
 ESTIMATORS = ("llada", "antithetic", "balanced")
 BUCKETS = {"2-15": (2, 15), "16-47": (16, 47), "48+": (48, 10**9)}  # continuation tokens
@@ -95,14 +96,14 @@ def passes_for(fit: tuple[float, float], error: float) -> float:
     return math.exp((math.log(error) - intercept) / slope)
 
 
-def measure(model: CountingModel, requests: list[dict], estimator: str, mc_num: int, seeds: int,
+def measure(network, requests: list[dict], estimator: str, mc_num: int, seeds: int,
             batch_size: int) -> tuple[float, float]:
     """Mean over requests of the standard error across seeds, and the mean passes per request."""
     prompts = [r["prompt"] for r in requests]
     continuations = [r["continuation"] for r in requests]
-    model.reset()
+    model = CountingModel(network)
     estimates = torch.tensor([
-        elbo_loglikelihood(model, prompts, continuations, mask_id=model.config.mask_token_id,
+        elbo_loglikelihood(model, prompts, continuations, mask_id=network.config.mask_token_id,
                            mc_num=mc_num, seed=seed, mask_sampling=estimator, batch_size=batch_size)
         for seed in range(seeds)
     ], dtype=torch.float64)  # [seeds, requests]
@@ -147,7 +148,6 @@ def main() -> None:
     model = load_model(DEMO_MODEL_DIR)
     if args.random_init:
         model = ILLaDAForMaskedLM(model.config).eval()
-    model = CountingModel(model)
     tokenizer = AutoTokenizer.from_pretrained(DEMO_MODEL_DIR)
     buckets = pick_requests(tokenizer, args.per_bucket, args.max_length)
     machine = machine_line()

@@ -21,11 +21,12 @@ import torch
 from transformers import AutoTokenizer
 
 from illada_eval import load_model
+from illada_eval.adapter import CountingModel
 from illada_eval.evaluate import DEMO_MODEL_DIR
 from illada_eval.model import confidence_score, elbo_loglikelihood
 from illada_eval.train.synthetic import sanity_docs
 
-from _common import CountingModel, machine_line, timed, write_results
+from _common import machine_line, timed, write_results
 
 METHODS = {
     "confidence": confidence_score,
@@ -35,11 +36,11 @@ METHODS = {
 REFERENCE = "ELBO 128 (LLaDA)"
 
 
-def run_method(model: CountingModel, score, docs: list[dict], tokenizer, batch_size: int) -> dict:
+def run_method(network, score, docs: list[dict], tokenizer, batch_size: int) -> dict:
     prompts = [tokenizer.encode(doc["prompt"]) for doc in docs for _ in doc["choices"]]
     options = [tokenizer.encode(choice) for doc in docs for choice in doc["choices"]]
-    model.reset()
-    scores, wall = timed(lambda: score(model, prompts, options, mask_id=model.config.mask_token_id,
+    model = CountingModel(network)
+    scores, wall = timed(lambda: score(model, prompts, options, mask_id=network.config.mask_token_id,
                                        batch_size=batch_size))
     by_question = torch.tensor(scores).view(len(docs), -1)  # every sanity question has 4 options
     labels = torch.tensor([doc["label"] for doc in docs])
@@ -59,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    model = CountingModel(load_model(DEMO_MODEL_DIR))
+    model = load_model(DEMO_MODEL_DIR)
     tokenizer = AutoTokenizer.from_pretrained(DEMO_MODEL_DIR)
     docs = sanity_docs(args.questions)
     machine = machine_line()

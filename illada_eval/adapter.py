@@ -146,17 +146,19 @@ def _updated(settings: Any, overrides: Mapping[str, Any], where: str) -> Any:
 
 
 class CountingModel:
-    """The logits callable with a counter of model calls (the NFE of the speed figures) and a
-    check that stops the run at the first NaN logit instead of scoring garbage."""
+    """The logits callable with counters of model calls (the NFE of the speed figures) and of the
+    sequences they ran (the forward passes, after duplicate inputs were merged), and a check that
+    stops the run at the first NaN logit instead of scoring garbage."""
 
     def __init__(self, model: Callable[..., Any]) -> None:
         self.model = model
-        self.calls = 0
+        self.calls = self.sequences = 0
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **cache_kwargs: Any) -> Any:
         """Logits ``[B, L, V]``; with ``cache_kwargs`` (the KV-cache sampler's ``past_key_values``
         and the like) the network's whole output, which carries the keys/values."""
         self.calls += 1
+        self.sequences += input_ids.shape[0]
         if cache_kwargs:
             output = self.model(input_ids, attention_mask=attention_mask, **cache_kwargs)
             self._check_finite(output.logits, input_ids)

@@ -1,4 +1,4 @@
-"""The pure helpers of benchmarks/: the forward-pass counter and the precision arithmetic."""
+"""What the benchmarks rely on: the forward-pass counter and the precision arithmetic."""
 from __future__ import annotations
 
 import math
@@ -7,25 +7,24 @@ from pathlib import Path
 
 import pytest
 
+from illada_eval.adapter import CountingModel
 from illada_eval.model import confidence_score, elbo_loglikelihood, elbo_mask_plan
 from illada_eval.model.masking import derive_seed, seeded_generator
 from tiny import tiny_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _common import CountingModel  # noqa: E402
 from likelihood_precision import compare, passes_for, pooled, power_law  # noqa: E402
 
 PROMPTS = [[10, 11, 12], [13, 14], [15]]
 CONTINUATIONS = [[20, 21, 22, 23], [24, 25], [26]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def counting_model() -> CountingModel:
     return CountingModel(tiny_model())
 
 
 def test_counter_counts_one_pass_per_confidence_reveal(counting_model):
-    counting_model.reset()
     confidence_score(counting_model, PROMPTS, CONTINUATIONS, mask_id=5, batch_size=8)
     # one pass per continuation token; all pairs share the calls of the longest one
     assert counting_model.sequences == sum(map(len, CONTINUATIONS))
@@ -33,7 +32,6 @@ def test_counter_counts_one_pass_per_confidence_reveal(counting_model):
 
 
 def test_counter_counts_the_distinct_elbo_masks(counting_model):
-    counting_model.reset()
     elbo_loglikelihood(counting_model, PROMPTS, CONTINUATIONS, mask_id=5, mc_num=32, seed=3, batch_size=7)
     plans = [elbo_mask_plan(len(c), mc_num=32, mc_batch_size=32,
                             generator=seeded_generator(derive_seed(3, p, c)))[0]
