@@ -42,12 +42,14 @@ def test_loss_decreases_on_a_tiny_corpus(tmp_path, pairs):
     assert all(record["tokens_per_s"] > 0 and record["lr"] > 0 for record in log)
 
 
-def test_loss_curve_does_not_depend_on_the_micro_batch_split(tmp_path, pairs):
+@pytest.mark.parametrize("cuts", [PACKED_WITH_CUTS, dict(objective="sft-llada", seq_len=48, random_pad_prob=1.0)],
+                         ids=["packed-cuts", "sft-llada-random-padding"])
+def test_loss_curve_does_not_depend_on_the_micro_batch_split(tmp_path, pairs, cuts):
     """A global batch of 4 as one micro-batch of 4, or accumulated from 2 x 2 and 4 x 1: the same
-    rows, cuts and masks, so only the order of floating-point sums differs."""
+    rows, cuts, padding and masks, so only the order of floating-point sums differs."""
     runs = {
         size: (tmp_path / str(size), run(data_files=[str(pairs)], output_dir=str(tmp_path / str(size)),
-                                         micro_batch_size=size, save_every=6, **PACKED_WITH_CUTS))
+                                         micro_batch_size=size, save_every=6, **cuts))
         for size in (4, 2, 1)
     }
     whole_dir, whole = runs[4]

@@ -50,6 +50,10 @@ def test_wrong_types_and_values_are_refused():
         load_config("demo", ["--batch_size", "10", "--micro_batch_size", "4"])
     with pytest.raises(ValueError, match="sft-llada keeps every example whole"):
         load_config("sft-llada", ["--two_segment_prob", "0.3"])
+    with pytest.raises(ValueError, match="random_pad_prob varies sft-llada's EOS padding"):
+        load_config("pretrain", ["--random_pad_prob", "0.5"])
+    with pytest.raises(ValueError, match="probabilities in"):
+        load_config("demo", ["--random_pad_prob", "1.5"])
 
 
 def test_cli_reports_user_errors_in_one_line(capsys):

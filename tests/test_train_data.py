@@ -16,6 +16,7 @@ from illada_eval.train.data import (
     read_records,
     rows,
     segments,
+    step_pad_length,
     two_segment_cut,
 )
 from illada_eval.train.tokenizer import build_char_tokenizer, train_bpe_tokenizer
@@ -195,6 +196,28 @@ def test_cut_draws_depend_on_sample_not_on_batch_company():
     alone = micro_batch(ids[17:18], torch.zeros(1), [17], 5, config, pad_id=0)
     together = micro_batch(ids[10:20], torch.zeros(10), list(range(10, 20)), 5, config, pad_id=0)
     assert torch.equal(alone.input_ids[0], together.input_ids[7])
+
+
+def test_sft_llada_random_padding_ends_at_the_draw_and_keeps_each_example_whole():
+    """Rows padded with EOS (id 2) to seq_len 12: each step's padding stops at its drawn length,
+    or at the example's own EOS where that is later; what lies beyond is hidden."""
+    config = config_for(objective="sft-llada", seq_len=12, random_pad_prob=1.0)
+    examples = [[7, 8, 9, 2], [7, 8, 9, 10, 11, 12, 13, 2]]
+    ids = torch.tensor([e + [2] * (12 - len(e)) for e in examples])
+    draws = [step_pad_length(config, step) for step in range(300)]
+    assert min(draws) == 1 and max(draws) == 12 and len(set(draws)) == 12
+    for step, drawn in enumerate(draws[:40]):
+        batch = micro_batch(ids, torch.tensor([1, 2]), [0, 1], step, config, pad_id=0)
+        row_lengths = [min(12, max(drawn, len(e))) for e in examples]
+        assert batch.input_ids.shape == (2, max(row_lengths))
+        assert batch.num_tokens == sum(row_lengths)
+        assert torch.equal(batch.input_ids, ids[:, : max(row_lengths)])
+        hidden = batch.attention_mask
+        visible = [max(row_lengths)] * 2 if hidden is None else hidden.sum(1).tolist()
+        assert visible == row_lengths
+    constant = micro_batch(ids, torch.tensor([1, 2]), [0, 1], 0, config_for(objective="sft-llada", seq_len=12),
+                           pad_id=0)
+    assert torch.equal(constant.input_ids, ids) and constant.attention_mask is None
 
 
 def test_sft_llada_rows_are_never_cut(tokenizer):

@@ -51,6 +51,7 @@ class TrainConfig:
     seq_len: int = 4096
     random_length_prob: float = 0.0  # LLaDA: 1% of batches cut to a random length in [1, seq_len]
     two_segment_prob: float = 0.0  # iLLaDA: 30% of sequences split into two random-length segments
+    random_pad_prob: float = 0.0  # sft-llada: share of steps whose EOS padding ends at a log-uniform length
 
     # --- optimisation ---
     batch_size: int = 1280  # global: sequences per optimizer step, over all processes
@@ -89,7 +90,7 @@ DATA_STREAM_FIELDS = (
     "objective", "data_files", "hf_dataset", "hf_config", "hf_split", "streaming", "shuffle_buffer",
     "synthetic", "synthetic_examples", "text_field", "prompt_field", "response_field",
     "messages_field", "chat_template", "seq_len", "batch_size", "seed",
-    "random_length_prob", "two_segment_prob",
+    "random_length_prob", "two_segment_prob", "random_pad_prob",
 )
 FIELD_TYPES = typing.get_type_hints(TrainConfig)
 FIELD_NAMES = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -146,11 +147,13 @@ def validate(config: TrainConfig) -> TrainConfig:
         (config.micro_batch_size >= 1, "micro_batch_size must be at least 1"),
         (config.batch_size % config.micro_batch_size == 0,
          f"batch_size ({config.batch_size}) must be a multiple of micro_batch_size ({config.micro_batch_size})"),
-        (0.0 <= config.random_length_prob <= 1.0 and 0.0 <= config.two_segment_prob <= 1.0,
-         "random_length_prob and two_segment_prob are probabilities in [0, 1]"),
+        (all(0.0 <= p <= 1.0 for p in (config.random_length_prob, config.two_segment_prob, config.random_pad_prob)),
+         "random_length_prob, two_segment_prob and random_pad_prob are probabilities in [0, 1]"),
         (config.objective != "sft-llada" or (config.random_length_prob == 0 and config.two_segment_prob == 0),
          "sft-llada keeps every example whole: set random_length_prob and two_segment_prob to 0 "
          "(they apply to the packed objectives pretrain and sft-illada)"),
+        (config.objective == "sft-llada" or config.random_pad_prob == 0,
+         "random_pad_prob varies sft-llada's EOS padding; the packed objectives have none: set it to 0"),
         (0.0 <= config.decay_fraction <= 1.0, "decay_fraction must be in [0, 1]"),
         (0.0 <= config.min_lr <= config.lr, f"min_lr ({config.min_lr}) must be in [0, lr={config.lr}]"),
         (config.max_steps is not None or config.epochs is not None,

@@ -30,7 +30,7 @@ from . import synthetic
 from .config import TrainConfig
 
 # stream tags of derive_seed: each kind of draw has its own numbers
-ORDER, RANDOM_LENGTH, TWO_SEGMENT, MASKING = 1, 2, 3, 4
+ORDER, RANDOM_LENGTH, TWO_SEGMENT, MASKING, RANDOM_PAD = 1, 2, 3, 4, 5
 TOKENIZE_CHUNK = 512
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".json")
 
@@ -335,6 +335,33 @@ def step_length(config: TrainConfig, step: int) -> int:
     return config.seq_len
 
 
+def step_pad_length(config: TrainConfig, step: int) -> int:
+    """sft-llada's padding length: with ``random_pad_prob`` a step's EOS padding ends at a length
+    log-uniform on ``[1, seq_len]`` (no example is cut: a longer one keeps its own length), so the
+    model learns answers followed by EOS runs of every order of magnitude while most steps stay
+    short and cheap; the draw depends on ``(seed, step)`` only."""
+    rng = random.Random(derive_seed(config.seed, RANDOM_PAD, step))
+    if rng.random() < config.random_pad_prob:
+        return max(1, round(config.seq_len ** rng.random()))
+    return config.seq_len
+
+
+def _sft_rows_padded_to(ids: torch.Tensor, prompt_lengths: torch.Tensor, length: int, row_keys) -> MicroBatch:
+    """sft-llada rows whose EOS padding stops at ``length``, or at the example's own EOS where that
+    comes later; positions past a row's end are hidden. The micro-batch is as wide as its longest
+    row, so a short step costs little."""
+    if length >= ids.shape[1]:
+        return MicroBatch(ids, None, prompt_lengths, ids.numel(), row_keys)
+    # every row ends with EOS (its own, then padding): the example ends one past its last other token
+    trailing_eos = (ids == ids[:, -1:]).flip(1).long().cumprod(1).sum(1)
+    example_lengths = ids.shape[1] - trailing_eos + 1
+    row_lengths = example_lengths.clamp(min=length)
+    width = int(row_lengths.max())
+    attention = (torch.arange(width)[None, :] < row_lengths[:, None]).long()
+    hidden = None if bool(attention.all()) else attention
+    return MicroBatch(ids[:, :width], hidden, prompt_lengths, int(attention.sum()), row_keys)
+
+
 def two_segment_cut(config: TrainConfig, step: int, sample: int, length: int) -> int | None:
     """iLLaDA's split: with ``two_segment_prob`` a row becomes two segments ``[:cut]`` and
     ``[cut:]``; the draw depends on ``(seed, step, sample)`` only."""
@@ -358,7 +385,7 @@ def micro_batch(
     """
     whole_rows = [(sample, 0) for sample in samples]
     if config.objective == "sft-llada":
-        return MicroBatch(ids, None, prompt_lengths, ids.numel(), whole_rows)
+        return _sft_rows_padded_to(ids, prompt_lengths, step_pad_length(config, step), whole_rows)
     length = step_length(config, step)
     ids = ids[:, :length]
     extra, remainder_lengths, second_rows = [], [], []
