@@ -12,7 +12,7 @@ from pathlib import Path
 
 from illada_eval import data, evaluate, plot, report
 
-# The demo knows 256 positions: generation budgets shrink to fit (contexts are cut from the left).
+# The demo knows 288 positions: generation budgets shrink to fit (contexts are cut from the left).
 DEMO_GEN_KWARGS = "max_gen_toks=32,block_length=32,steps=32"
 DEMO_LIMIT = "3"
 OUTPUT = "results/runs/illada-demo"

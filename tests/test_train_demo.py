@@ -57,6 +57,19 @@ def test_demo_scores_far_above_chance_on_held_out_prompts(demo):
     assert sum(out.stopped) / len(docs) > 0.9  # answers end with EOS, so decoding stops early
 
 
+def test_demo_decodes_a_long_fixed_length_canvas(demo):
+    """LLaDA's reference procedure: 96 positions after the prompt, one token per step, no stop
+    at EOS. The demo saw EOS padding of every length in training, so it writes the answer and
+    fills the rest of the canvas with EOS instead of collapsing."""
+    model, tokenizer = demo
+    docs = sanity_docs(16)
+    out = generate(model, [tokenizer.encode(d["prompt"]) for d in docs], mask_id=5, gen_length=96,
+                   block_length=32, steps=96, eos_id=tokenizer.eos_token_id, stop_early=False)
+    answers = [tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens in out.tokens]
+    assert sum(a == d["answer"] for a, d in zip(answers, docs)) / len(docs) > 0.6
+    assert out.nfe == 96
+
+
 def test_sanity_tasks_build_from_generated_docs():
     manager = TaskManager(include_path=str(TASKS_DIR / "sanity"), include_defaults=False)
     tasks = manager.load(SANITY_TASKS)["tasks"]
