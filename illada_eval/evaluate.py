@@ -39,6 +39,7 @@ from illada_eval.adapter import pick_device
 from illada_eval.checkers.code import SandboxError
 from illada_eval.data import DATA_DIR_ENV, DataUnavailableError
 from illada_eval.model import resolve_checkpoint
+from illada_eval.results import write_atomic
 from illada_eval.tasks import TASKS_DIR
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo"
@@ -464,9 +465,7 @@ def write_results(target: Path, results: dict[str, Any], samples: dict[str, list
     temp directory rather than lose the run."""
     def dump(path: Path, text: str) -> Path:
         try:
-            partial = path.with_name(f".{path.name}.partial")
-            partial.write_text(text, encoding="utf-8")
-            os.replace(partial, path)
+            write_atomic(path, text.encode("utf-8"))
             return path
         except OSError as error:
             fallback = Path(tempfile.gettempdir()) / path.name

@@ -524,23 +524,28 @@ def other_run_rows(scores: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- writing generated files
 
 
+def write_atomic(target: Path, content: bytes) -> None:
+    """Write ``target`` through a temporary file beside it, so a reader never sees half a file
+    and a failed write leaves the old one (and no temporary file) behind."""
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_files(out_dir: Path, files: dict[str, bytes]) -> list[Path]:
     """Write generated files into ``out_dir`` atomically (a reader never sees half a file)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for name, content in sorted(files.items()):
-            target = out_dir / name
-            handle, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
-            try:
-                with os.fdopen(handle, "wb") as stream:
-                    stream.write(content)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            written.append(target)
+            write_atomic(out_dir / name, content)
+            written.append(out_dir / name)
         return written
     except OSError as err:
         raise OSError(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from illada_eval.cli import main
-from illada_eval.evaluate import cache_prefix
+from illada_eval.evaluate import cache_prefix, write_results
 from lm_eval_fixtures import checkpoint, one_torch_thread, tasks_dir  # noqa: F401  (fixtures)
 from lm_eval_fixtures import COPY_DOCS, write_causal_checkpoint
 
@@ -145,3 +145,17 @@ def test_cache_file_follows_the_settings_that_change_responses():
     assert same != cache_prefix("c", args, {"t": {"mc_num": 8}}, {"max_gen_toks": 4}, {"t": False})
     assert same != cache_prefix("c", args, {"t": {"mc_num": 8}}, None, {"t": True})
     assert cache_prefix(None, args, {}, None, {}) is None
+
+
+def test_results_that_cannot_be_written_in_place_are_saved_to_the_temp_directory(tmp_path, monkeypatch):
+    """The run is done by then: a results path that turns out unwritable must not lose it."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "temp"))
+    (tmp_path / "temp").mkdir()
+    target = tmp_path / "out" / "results.json"
+    target.mkdir(parents=True)  # a directory where the file should go: the replace fails
+    written = write_results(target, {"results": {"task": {"acc,none": 0.5}}}, {"task": [{"doc_id": 0}]})
+    assert written == tmp_path / "temp" / "results.json"
+    assert json.loads(written.read_text())["results"]["task"]["acc,none"] == 0.5
+    samples = target.parent / "results_samples_task.jsonl"
+    assert json.loads(samples.read_text()) == {"doc_id": 0}  # its own path was writable
+    assert sorted(p.name for p in target.parent.iterdir()) == ["results.json", "results_samples_task.jsonl"]
