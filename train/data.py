@@ -4,12 +4,13 @@
   a list of records), a Hugging Face dataset, or the synthetic demo curriculum.
 - Pre-training and iLLaDA SFT pack their segments (document + EOS, or prompt + response + EOS)
   back to back and cut the stream into ``seq_len`` rows. LLaDA SFT keeps one example per row,
-  padded with EOS to ``seq_len``, and remembers where its prompt ends.
+  padded with EOS to ``seq_len`` (or, with ``random_pad_prob``, to a length drawn per step),
+  and remembers where its prompt ends.
 - Global sample ``g`` (``step * batch_size + i``) is a fixed row: epoch ``g // N`` visits the
   rows in a permutation drawn from ``(seed, epoch)``; streaming data is read in order through a
   seeded shuffle buffer, every process reading the whole stream and keeping its own rows. The
-  random-length cuts depend on ``(seed, step)`` and
-  ``(seed, step, g)`` only, and each row's masks on ``(seed, step, g, segment)``, so any number
+  random-length cuts and padding depend on ``(seed, step)`` and ``(seed, step, g)`` only, and
+  each row's masks on ``(seed, step, g, segment)``, so any number
   of processes, and any split of a step into micro-batches, sees the same samples and masks.
 """
 from __future__ import annotations
