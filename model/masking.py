@@ -60,7 +60,11 @@ def forward_mask(
     padding). ``generator`` is one generator for the whole batch, or one per row: then row ``b``
     draws its ``t`` and its token uniforms from ``generator[b]`` alone, so its mask does not
     depend on which other rows share the batch (the trainer's masks then do not depend on how a
-    step is split into micro-batches). Generators must live on ``input_ids``' device.
+    step is split into micro-batches). A single generator must live on ``input_ids``' device;
+    per-row generators may live on the CPU (their draws are moved over), and should where rows
+    are right-padded to a width their company decides: CPU draws of a longer row begin with those
+    of a shorter one, so a row's real positions get the same uniforms at any width (CUDA's
+    draws give no such promise).
     """
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"eps must be in [0, 1), got {eps}")
@@ -76,8 +80,8 @@ def forward_mask(
                 f"got {len(generators)} generators for a batch of {batch} rows: pass one per row "
                 "(or a single generator for the whole batch)"
             )
-        draws = torch.stack([torch.rand(1 + length, device=device, generator=g) for g in generators])
-        t, uniforms = draws[:, 0], draws[:, 1:]
+        draws = torch.stack([torch.rand(1 + length, device=g.device, generator=g) for g in generators])
+        t, uniforms = draws[:, 0].to(device), draws[:, 1:].to(device)
     p_mask = (1.0 - eps) * t + eps
     masked = uniforms < p_mask[:, None]
     if maskable is not None:

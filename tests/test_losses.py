@@ -53,6 +53,10 @@ def test_per_row_generators_make_each_row_independent_of_its_batch():
     assert len({tuple(row) for row in whole.masked.tolist()}) > 1  # rows draw different masks
     with pytest.raises(ValueError, match="3 generators for a batch of 6 rows"):
         forward_mask(ids, mask_id=MASK, generator=row_generators(range(3)))
+    # a narrower batch (rows right-padded to less width) gives each row the same first positions
+    narrow = forward_mask(ids[:, :7], mask_id=MASK, eps=0.2, maskable=maskable[:, :7],
+                          generator=row_generators(range(6)))
+    assert torch.equal(narrow.masked, whole.masked[:, :7]) and torch.equal(narrow.p_mask, whole.p_mask)
 
 
 @pytest.mark.parametrize("loss_fn", [pretrain_loss, variable_length_sft_loss])

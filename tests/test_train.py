@@ -219,7 +219,7 @@ def test_sft_masking_protects_the_prompt_only_in_sft_llada(tmp_path, pairs):
         samples = list(range(len(trainer.rows)))
         ids, prompt_lengths = trainer.rows.get(samples)
         batch = micro_batch(ids, prompt_lengths, samples, 0, trainer.config, trainer.pad_id)
-        generators = masking_generators(batch, 0, trainer.config, torch.device("cpu"))
+        generators = masking_generators(batch, 0, trainer.config)
         _, info = compute_loss(trainer.config, trainer.model, batch, trainer.mask_id, generators)
         positions = torch.arange(ids.shape[1])
         if objective == "sft-llada":

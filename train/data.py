@@ -411,10 +411,12 @@ def micro_batch(
     )
 
 
-def masking_generators(batch: MicroBatch, step: int, config: TrainConfig, device: torch.device) -> list[torch.Generator]:
+def masking_generators(batch: MicroBatch, step: int, config: TrainConfig) -> list[torch.Generator]:
     """One generator per row of ``batch``, seeded by ``(seed, step, sample, segment)`` alone: a
-    row's masks do not depend on the micro-batch, nor the process, that trains it."""
+    row's masks do not depend on the micro-batch, nor the process, that trains it. They are CPU
+    generators on every device, because a random-padding step's micro-batch is as wide as its
+    longest row, and only CPU draws keep a row's uniforms the same at any width."""
     return [
-        seeded_generator(derive_seed(config.seed, MASKING, step, sample, segment), device)
+        seeded_generator(derive_seed(config.seed, MASKING, step, sample, segment))
         for sample, segment in batch.row_keys
     ]

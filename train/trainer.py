@@ -284,7 +284,7 @@ class Trainer:
             samples = list(range(first, first + size))
             ids, prompt_lengths = self.rows.get(samples)
             batch = micro_batch(ids, prompt_lengths, samples, step, config, self.pad_id).to(accelerator.device)
-            generators = masking_generators(batch, step, config, accelerator.device)
+            generators = masking_generators(batch, step, config)
             last = index == self.micro_per_process - 1
             sync = contextlib.nullcontext() if last else accelerator.no_sync(self.model)
             with sync:
