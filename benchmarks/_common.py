@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: the machine line, a timer, the results file."""
+"""What the benchmark scripts share: the demo model, the machine line, a timer, the results file."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from transformers import AutoTokenizer
+
+from illada_eval import load_model
+from illada_eval.evaluate import DEMO_MODEL_DIR
 
 T = TypeVar("T")
+
+
+def load_demo(**load_kwargs: Any):
+    """The embedded demo model (``load_model`` keyword arguments pass through) and its tokenizer."""
+    return load_model(DEMO_MODEL_DIR, **load_kwargs), AutoTokenizer.from_pretrained(DEMO_MODEL_DIR)
 
 
 def machine_line() -> str:

@@ -28,15 +28,12 @@ import datasets
 import torch
 import transformers
 from lm_eval.tasks.hellaswag.utils import process_docs
-from transformers import AutoTokenizer
 
-from illada_eval import load_model
 from illada_eval.adapter import CountingModel
 from illada_eval.data import default_data_dir, load_benchmark
-from illada_eval.evaluate import DEMO_MODEL_DIR
 from illada_eval.model import ILLaDAForMaskedLM, elbo_loglikelihood
 
-from _common import machine_line, write_results
+from _common import load_demo, machine_line, write_results
 
 ESTIMATORS = ("llada", "antithetic", "balanced")
 BUCKETS = {"2-15": (2, 15), "16-47": (16, 47), "48+": (48, 10**9)}  # continuation tokens
@@ -145,10 +142,9 @@ def main() -> None:
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()  # over-long requests are skipped, not truncated
     torch.manual_seed(0)
-    model = load_model(DEMO_MODEL_DIR)
+    model, tokenizer = load_demo()
     if args.random_init:
         model = ILLaDAForMaskedLM(model.config).eval()
-    tokenizer = AutoTokenizer.from_pretrained(DEMO_MODEL_DIR)
     buckets = pick_requests(tokenizer, args.per_bucket, args.max_length)
     machine = machine_line()
     print(f"{'random-init' if args.random_init else 'demo'} model; {args.per_bucket} gold-answer "

@@ -18,15 +18,12 @@ import argparse
 from functools import partial
 
 import torch
-from transformers import AutoTokenizer
 
-from illada_eval import load_model
 from illada_eval.adapter import CountingModel
-from illada_eval.evaluate import DEMO_MODEL_DIR
 from illada_eval.model import confidence_score, elbo_loglikelihood
 from illada_eval.train.synthetic import sanity_docs
 
-from _common import machine_line, timed, write_results
+from _common import load_demo, machine_line, timed, write_results
 
 METHODS = {
     "confidence": confidence_score,
@@ -60,8 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    model = load_model(DEMO_MODEL_DIR)
-    tokenizer = AutoTokenizer.from_pretrained(DEMO_MODEL_DIR)
+    model, tokenizer = load_demo()
     docs = sanity_docs(args.questions)
     machine = machine_line()
     print(f"demo model, {len(docs)} sanity MC questions x 4 options, batch {args.batch_size}; {machine}")
