@@ -34,7 +34,7 @@ def _weighted_masked_ce(
     """Per-token ``CE / p`` ``[B, L]`` (zero where not masked) for one masking draw, and info."""
     draw = forward_mask(input_ids, mask_id=mask_id, eps=eps, maskable=maskable, generator=generator)
     logits = call_logits(model, draw.noisy_ids, attention_mask)
-    ce = F.cross_entropy(logits[draw.masked].float(), input_ids[draw.masked], reduction="none")
+    ce = F.cross_entropy(logits[draw.masked].to(torch.promote_types(logits.dtype, torch.float32)), input_ids[draw.masked], reduction="none")
     weighted = torch.zeros(input_ids.shape, dtype=ce.dtype, device=ce.device)
     weighted[draw.masked] = ce / draw.p_mask[:, None].expand_as(draw.masked)[draw.masked]
     num_masked = draw.masked.sum()

@@ -28,8 +28,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # normalise in fp32, cast back, then scale (both official implementations do this)
-        h = x.float()
+        # normalise in (at least) fp32, cast back, then scale (both official implementations do this)
+        h = x.to(torch.promote_types(x.dtype, torch.float32))
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
 
@@ -57,7 +57,7 @@ class RotaryEmbedding(nn.Module):
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    h = x.float()
+    h = x.to(torch.promote_types(x.dtype, torch.float32))
     return (h * cos + rotate_half(h) * sin).to(x.dtype)
 
 

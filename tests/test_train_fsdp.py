@@ -17,7 +17,8 @@ from illada_eval.train import checkpoint as ckpt
 from illada_eval.train.trainer import LOG_FILE
 
 from fsdp_cpu_launch import LAYOUT_PREFIX
-from train_helpers import PACKED, launch_two_processes, read_log, run, sft_pairs
+from train_helpers import (CROSS_PROCESS_ATOL, PACKED, assert_close_tensors, launch_two_processes, read_log, run,
+                           sft_pairs)
 
 STEPS, MIDDLE = 4, 2
 
@@ -64,15 +65,16 @@ def test_fsdp_on_two_cpu_processes_follows_one_process_and_resumes_exactly(tmp_p
     # checkpoints hold the gathered, unsharded state: full weights and full optimizer moments
     final = ckpt.checkpoint_name(STEPS)
     one, two = weights(tmp_path / "one" / final), weights(whole / final)
-    assert one.keys() == two.keys()
-    assert all(torch.allclose(one[name], two[name], atol=1e-5) for name in one)
+    assert_close_tensors(two, one, atol=CROSS_PROCESS_ATOL, what="FSDP vs one process")
     assert all(torch.equal(two[name], value) for name, value in weights(tmp_path / "export").items())
     state_one, state_two = ckpt.load_state(tmp_path / "one" / final), ckpt.load_state(whole / final)
     assert state_two["world_size"] == 2 and len(state_two["rng"]) == 2
     moments_one, moments_two = state_one["optimizer"]["state"], state_two["optimizer"]["state"]
-    assert moments_one.keys() == moments_two.keys()
-    assert all(torch.allclose(moments_one[name]["exp_avg"], moments_two[name]["exp_avg"], atol=1e-6)
-               for name in moments_one)
+    # first moments are running means of the gradients: rounding order moves them no more than it
+    # moves the gradients themselves
+    assert_close_tensors({name: moment["exp_avg"] for name, moment in moments_two.items()},
+                         {name: moment["exp_avg"] for name, moment in moments_one.items()},
+                         atol=1e-6, what="FSDP vs one process, AdamW exp_avg")
 
     # (3) a run stopped after the middle checkpoint, resumed, repeats the uninterrupted run
     stopped = tmp_path / "stopped"

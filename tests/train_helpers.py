@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from illada_eval.train.config import load_config
 from illada_eval.train.trainer import LOG_FILE, train
 
@@ -40,6 +42,22 @@ TINY_RUN = {
 # the packed SFT objective with both row kinds: the hardest case for matching masks across runs
 PACKED = {"objective": "sft-illada", "two_segment_prob": 0.5, "random_length_prob": 0.3}
 TESTS_DIR = Path(__file__).resolve().parent
+
+
+# Two runs that differ only in how gradients are summed (processes, shards) give weights that
+# differ by float32 rounding: each AdamW step moves a weight by at most about lr (3e-3 here),
+# and a rounding-level change of a gradient changes that step by a far smaller amount. 1e-5
+# over a few steps is 1/300 of one step, yet ~100x the largest difference seen (1e-7).
+CROSS_PROCESS_ATOL = 1e-5
+
+
+def assert_close_tensors(actual: dict, expected: dict, *, atol: float, what: str) -> None:
+    """Every tensor of ``expected`` equal to ``actual``'s within ``atol``; a failure names the
+    tensor and the size of the difference."""
+    assert actual.keys() == expected.keys(), f"{what}: tensor names differ"
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=atol,
+                                   msg=lambda text: f"{what}, {name}: {text}")
 
 
 def sft_pairs(path: Path, count: int = 40) -> Path:
