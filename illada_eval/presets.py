@@ -1,98 +1,68 @@
-"""The paper's evaluation presets and the task names users type.
+"""The task names users type, resolved under a protocol of :mod:`illada_eval.registry`.
 
-A preset is the paper's protocol for one kind of model (``base`` or ``instruct``): which tasks,
-and, inside each task's YAML under tasks/, the scoring method, shots, generation length and block.
-Users name benchmarks by their short names (``arc``, ``bbh``, ``math``...); :func:`resolve_tasks`
-turns them into the task names of the chosen preset.
+A preset is a protocol (``illada-base``, ``llada-instruct``, ...; ``base`` and ``instruct`` are
+the iLLaDA ones): which tasks, and, in each task's generated file under tasks/, the scoring
+method, shots, generation length and block. Users name benchmarks by their short names (``arc``,
+``bbh``, ``math``...); :func:`resolve_tasks` turns them into the task names of the chosen preset.
 """
 from __future__ import annotations
 
 import difflib
 from collections.abc import Collection, Iterable
 
-from illada_eval.data import BENCHMARKS
+from illada_eval.registry import (
+    BENCHMARKS,
+    DATASETS,
+    DEFAULT_PROTOCOL,
+    EXTRA_TASKS,
+    PROTOCOL_ALIASES,
+    PROTOCOLS,
+    TaskProtocol,
+    get_protocol,
+)
 
-# benchmark -> task (or group) name, per preset; the order is the paper's table order
-PRESET_TASKS: dict[str, dict[str, str]] = {
-    "base": {
-        "mmlu": "illada_mmlu",
-        "bbh": "illada_bbh",
-        "arc_challenge": "illada_arc_challenge",
-        "hellaswag": "illada_hellaswag",
-        "gsm8k": "illada_gsm8k",
-        "math": "illada_math",
-        "humaneval": "illada_humaneval",
-        "mbpp": "illada_mbpp",
-    },
-    "instruct": {
-        "mmlu": "illada_instruct_mmlu",
-        "mmlu_redux": "illada_instruct_mmlu_redux",
-        "mmlu_pro": "illada_instruct_mmlu_pro",
-        "gsm8k": "illada_instruct_gsm8k",
-        "math": "illada_instruct_math",
-        "humaneval": "illada_instruct_humaneval",
-        "mbpp": "illada_instruct_mbpp",
-    },
-}
-PRESETS = tuple(PRESET_TASKS)
-DEFAULT_PRESET = "base"
+PRESETS = (*PROTOCOLS, *PROTOCOL_ALIASES)
+DEFAULT_PRESET = DEFAULT_PROTOCOL
 
-# tasks outside the presets (benchmarks of LLaDA's table whose data the offline pack holds)
-EXTRA_TASKS: dict[str, str] = {
-    "arc_easy": "illada_arc_easy",
-    "piqa": "illada_piqa",
-    "winogrande": "illada_winogrande",
-}
-
-# short names users type -> benchmark key of PRESET_TASKS / EXTRA_TASKS
+# short names users type -> Benchmark.key
 ALIASES: dict[str, str] = {
-    "arc": "arc_challenge", "arc_c": "arc_challenge", "arc-c": "arc_challenge",
-    "arc-challenge": "arc_challenge", "arc_challenge": "arc_challenge",
-    "arc_e": "arc_easy", "arc-e": "arc_easy", "arc-easy": "arc_easy", "arc_easy": "arc_easy",
-    "mmlu": "mmlu",
-    "mmlu_redux": "mmlu_redux", "mmlu-redux": "mmlu_redux", "mmluredux": "mmlu_redux",
-    "mmlu_pro": "mmlu_pro", "mmlu-pro": "mmlu_pro", "mmlupro": "mmlu_pro",
-    "bbh": "bbh", "big_bench_hard": "bbh", "big-bench-hard": "bbh",
-    "hellaswag": "hellaswag",
-    "gsm8k": "gsm8k",
-    "math": "math", "math500": "math", "math-500": "math", "math_500": "math",
-    "minerva_math": "math",
-    "humaneval": "humaneval", "human_eval": "humaneval", "human-eval": "humaneval",
-    "mbpp": "mbpp",
-    "piqa": "piqa",
-    "winogrande": "winogrande",
+    name: bench.key for bench in BENCHMARKS for name in (bench.key, bench.name.lower(), *bench.aliases)
 }
-
-# the data each benchmark key reads (data.BENCHMARKS names), to tell which run offline
-TASK_DATA: dict[str, str] = {"math": "math500"}
 
 # selector for "every task of the preset whose data the offline mirror holds"
 OFFLINE_SELECTOR = "offline"
 
 # generation_kwargs keys that only the diffusion adapter understands; strip them before
 # handing a task to an autoregressive backend (lm-eval's ``hf``), whose generate() rejects them
-DIFFUSION_GENERATION_KEYS = ("block_length", "steps", "variable_length", "suppress_eos_confidence")
+DIFFUSION_GENERATION_KEYS = ("block_length", "steps", "variable_length", "suppress_eos_confidence", "logits_eos_inf")
 
 
-def _check_preset(preset: str) -> dict[str, str]:
-    try:
-        return PRESET_TASKS[preset]
-    except KeyError:
-        raise ValueError(f"Unknown preset {preset!r}; presets: {', '.join(PRESETS)}.") from None
+def protocol_tasks(preset: str) -> dict[str, TaskProtocol]:
+    """benchmark key -> task entry of a preset, in the paper's table order (the task files a
+    protocol runs: its own, or those of the protocol whose prompts and shots it shares)."""
+    protocol = get_protocol(preset)
+    source = get_protocol(protocol.runs_tasks_of) if protocol.runs_tasks_of else protocol
+    return {entry.benchmark: entry for entry in source.tasks}
 
 
 def preset_tasks(preset: str = DEFAULT_PRESET) -> list[str]:
     """All task names of a preset, in the paper's table order."""
-    return list(_check_preset(preset).values())
+    return [entry.task for entry in protocol_tasks(preset).values()]
 
 
-def available_offline(benchmark: str) -> bool:
-    return BENCHMARKS[TASK_DATA.get(benchmark, benchmark)].offline
+def available_offline(benchmark: str, preset: str = DEFAULT_PRESET) -> bool:
+    entry = protocol_tasks(preset).get(benchmark) or next(e for e in EXTRA_TASKS if e.benchmark == benchmark)
+    return DATASETS[entry.dataset].offline
 
 
 def offline_tasks(preset: str = DEFAULT_PRESET) -> list[str]:
     """The preset's tasks whose data the offline mirror holds (``illada-eval data pull``)."""
-    return [task for bench, task in _check_preset(preset).items() if available_offline(bench)]
+    return [entry.task for entry in protocol_tasks(preset).values() if DATASETS[entry.dataset].offline]
+
+
+def our_tasks() -> set[str]:
+    """Every task name the registry generates."""
+    return {entry.task for protocol in PROTOCOLS.values() for entry in protocol.tasks} | {e.task for e in EXTRA_TASKS}
 
 
 def resolve_tasks(
@@ -108,12 +78,12 @@ def resolve_tasks(
     as is. Aliases win over lm-eval's tasks of the same name (``mmlu`` is the preset's MMLU).
     Unknown names raise ValueError with the closest names.
     """
-    tasks_of_preset = _check_preset(preset)
+    tasks_of_preset = protocol_tasks(preset)
     entries = [e.strip() for e in (spec.split(",") if isinstance(spec, str) else spec or [])]
     entries = [e for e in entries if e]
     if not entries:
         return preset_tasks(preset)
-    ours = {t for tasks in PRESET_TASKS.values() for t in tasks.values()} | set(EXTRA_TASKS.values())
+    ours = our_tasks()
     resolved: list[str] = []
     for entry in entries:
         if entry == OFFLINE_SELECTOR:
@@ -136,12 +106,13 @@ def resolve_tasks(
     return resolved
 
 
-def _task_for(benchmark: str, typed: str, preset: str, tasks_of_preset: dict[str, str]) -> str:
+def _task_for(benchmark: str, typed: str, preset: str, tasks_of_preset: dict[str, TaskProtocol]) -> str:
     if benchmark in tasks_of_preset:
-        return tasks_of_preset[benchmark]
-    if benchmark in EXTRA_TASKS:
-        return EXTRA_TASKS[benchmark]
-    others = [p for p, tasks in PRESET_TASKS.items() if benchmark in tasks]
+        return tasks_of_preset[benchmark].task
+    extra = next((entry for entry in EXTRA_TASKS if entry.benchmark == benchmark), None)
+    if extra is not None:
+        return extra.task
+    others = [name for name in PROTOCOLS if benchmark in protocol_tasks(name)]
     raise ValueError(
         f"{typed!r} is not part of the {preset!r} preset (its benchmarks: "
         f"{', '.join(tasks_of_preset)}); it is in: {', '.join(others)}. "

