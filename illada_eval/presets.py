@@ -12,7 +12,6 @@ from collections.abc import Collection, Iterable
 
 from illada_eval.registry import (
     BENCHMARKS,
-    DATASETS,
     DEFAULT_PROTOCOL,
     EXTRA_TASKS,
     PROTOCOL_ALIASES,
@@ -52,12 +51,12 @@ def preset_tasks(preset: str = DEFAULT_PRESET) -> list[str]:
 
 def available_offline(benchmark: str, preset: str = DEFAULT_PRESET) -> bool:
     entry = protocol_tasks(preset).get(benchmark) or next(e for e in EXTRA_TASKS if e.benchmark == benchmark)
-    return DATASETS[entry.dataset].offline
+    return entry.offline
 
 
 def offline_tasks(preset: str = DEFAULT_PRESET) -> list[str]:
     """The preset's tasks whose data the offline mirror holds (``illada-eval data pull``)."""
-    return [entry.task for entry in protocol_tasks(preset).values() if DATASETS[entry.dataset].offline]
+    return [entry.task for entry in protocol_tasks(preset).values() if entry.offline]
 
 
 def our_tasks() -> set[str]:

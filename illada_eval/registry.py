@@ -184,12 +184,20 @@ class Subtasks:
 
 
 @dataclass(frozen=True)
+class LmEvalTask:
+    """lm-eval's own registered task, prompt, dataset (from the Hub) and filters as they are."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class TaskProtocol:
     """One task of one protocol: everything a table cell's number depends on."""
 
     benchmark: str  # Benchmark.key
     task: str  # the lm-eval task or group name
-    template: str | Subtasks  # the prompt: a template file under tasks/ (path), or lm-eval subtasks
+    # the prompt: a template file under tasks/ (path), lm-eval's subtasks, or lm-eval's own task
+    template: str | Subtasks | LmEvalTask
     dataset: str  # DATASETS key
     split: str
     num_fewshot: int
@@ -208,6 +216,11 @@ class TaskProtocol:
     until: tuple[str, ...] = ()
     extraction: str = ""  # how the answer is read from the output
     alias: str = ""  # lm-eval task_alias
+
+    @property
+    def offline(self) -> bool:
+        """Whether the offline data pack can run it (lm-eval's own tasks read the Hub)."""
+        return DATASETS[self.dataset].offline and not isinstance(self.template, LmEvalTask)
 
     @property
     def generation_kwargs(self) -> dict | None:
@@ -348,9 +361,11 @@ def _llada_base() -> tuple[TaskProtocol, ...]:
         TaskProtocol("hellaswag", "llada_base_hellaswag", "hellaswag/_hellaswag_template_yaml", "hellaswag",
                      "validation", 0, "lm-eval hellaswag", metric="acc_norm,none",
                      alias="HellaSwag (LLaDA base, ELBO-128)", **elbo),
-        TaskProtocol("gsm8k", "llada_base_gsm8k", "math/_gsm8k_template_yaml", "gsm8k", "test", 4,
-                     "lm-eval gsm8k exemplars, 4-shot", metric="exact_match,none", until=("Q:", "</s>", "<|im_end|>"),
-                     extraction="last number", alias="GSM8K (LLaDA base, 1024 fixed)", **fixed),
+        TaskProtocol("gsm8k", "llada_base_gsm8k", LmEvalTask("gsm8k"), "gsm8k", "test", 4,
+                     "lm-eval gsm8k (Question:/Answer:, exemplars from the train split)",
+                     metric="exact_match,flexible-extract", until=("Question:", "</s>", "<|im_end|>"),
+                     extraction="lm-eval strict-match / flexible-extract", alias="GSM8K (LLaDA base, 1024 fixed)",
+                     **fixed),
         TaskProtocol("math", "llada_base_math", "math/_math_template_yaml", "hendrycks_math", "test", 4,
                      "lm-eval minerva_math prompt and its 4 exemplars, full test set", metric="exact_match,none",
                      until=("Problem:",), extraction="boxed / final answer, sympy equivalence",
@@ -397,7 +412,9 @@ PROTOCOLS: dict[str, Protocol] = {
                  (("base", "LLaDA-8B-Base"), ("llada_base", "LLaDA-8B-Base")), "base", "illada", False,
                  "LLaDA repository: eval_llada_lm_eval.sh, eval_llada.py (lm-eval 0.4.8)", _llada_base(),
                  unstated={"arc_challenge": "whether the paper shows acc or acc_norm",
-                           "hellaswag": "whether the paper shows acc or acc_norm"},
+                           "hellaswag": "whether the paper shows acc or acc_norm",
+                           "gsm8k": "which lm-eval filter the paper shows (strict-match or flexible-extract)",
+                           "mbpp": "the shots: Table 1 says 4, lm-eval's stock mbpp holds 3 exemplars"},
                  notes=("eval_llada.py decodes with special tokens, splits at each stop string, then drops "
                         "special tokens, so text after an EOS survives; this protocol cuts at EOS.",)),
         Protocol("qwen2.5-base", "Qwen2.5-7B under iLLaDA's shots and prompts (iLLaDA paper Table 2)",

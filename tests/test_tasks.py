@@ -10,14 +10,14 @@ from lm_eval.evaluator import evaluate
 from lm_eval.tasks import TaskManager
 
 from illada_eval import data, presets
-from illada_eval.registry import EXTRA_TASKS
+from illada_eval.registry import EXTRA_TASKS, get_protocol
 from illada_eval.tasks import TASKS_DIR
 from illada_eval.tasks.code import utils as code_utils
 from illada_eval.tasks.lm_eval_prompts import LM_EVAL_TASKS_DIR
 from offline_mirror import mirror  # noqa: F401  (session fixture)
 
 # the lm-eval folders whose tasks our groups reuse; indexing all of lm-eval takes 15-30 s here
-LM_EVAL_FOLDERS = ("mmlu/default", "mmlu/generative", "bbh/cot_fewshot", "mmlu-redux/generative", "mmlu_pro")
+LM_EVAL_FOLDERS = ("mmlu/default", "mmlu/generative", "bbh/cot_fewshot", "mmlu-redux/generative", "mmlu_pro", "gsm8k")
 
 # documents per task, from the benchmarks' published sizes
 DOCS = {
@@ -68,6 +68,13 @@ def _fake_hub_dataset(path: str, name: str | None = None) -> datasets.DatasetDic
                      "cot_content": "A: Let's think step by step. It is 0. The answer is (A)."}
                     for i, c in enumerate(MMLU_PRO_CATEGORIES)]
         return datasets.DatasetDict({s: datasets.Dataset.from_list(rows(s)) for s in ("test", "validation")})
+    if path == "EleutherAI/hendrycks_math":
+        rows = [{"problem": f"{name} {i}?", "level": "Level 1", "type": name, "solution": f"So $\\boxed{{{i}}}$."}
+                for i in range(2)]
+        return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows), "train": datasets.Dataset.from_list(rows)})
+    if path == "openai/gsm8k":
+        rows = [{"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"} for i in range(6)]
+        return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows), "train": datasets.Dataset.from_list(rows)})
     raise AssertionError(f"offline tasks must not go to the Hub, asked for {path} {name}")
 
 
@@ -148,6 +155,27 @@ def test_task_follows_the_paper_protocol(task_manager, offline, built_tasks, nam
             assert gen["steps"] == gen["max_gen_toks"]  # one token per step
             assert gen["do_sample"] is False and gen["temperature"] == 0.0
             assert set(presets.DIFFUSION_GENERATION_KEYS) - {"logits_eos_inf"} <= set(gen)  # logits_eos_inf: when on
+
+
+@pytest.mark.parametrize("entry", get_protocol("llada-base").tasks, ids=lambda entry: entry.task)
+def test_llada_base_tasks_build_with_the_protocols_settings(task_manager, offline, built_tasks, entry):
+    leaves = _leaves(task_manager, entry.task, built_tasks)
+    for task in leaves.values():
+        config = task.config
+        assert config.metadata["illada"]["protocol"] == "llada-base"
+        assert (config.num_fewshot or 0) == entry.num_fewshot
+        if entry.scoring == "generation":
+            kwargs = config.generation_kwargs
+            assert (kwargs["max_gen_toks"], kwargs["block_length"], kwargs["variable_length"]) == (1024, 1024, False)
+        else:
+            assert config.metadata["illada"] | entry.scoring_settings == config.metadata["illada"]
+    if entry.benchmark in ("math", "gsm8k", "arc_challenge"):
+        task = next(iter(leaves.values()))
+        context = _first_context(task)
+        shots = {"math": "Problem:\n", "gsm8k": "Question: ", "arc_challenge": "Question: "}[entry.benchmark]
+        assert context.count(shots) == entry.num_fewshot + 1, context
+        if entry.benchmark == "math":  # the full set's answer is the solution's last \boxed{}
+            assert task.instances[0].doc["answer"] == "0"
 
 
 @pytest.mark.parametrize(

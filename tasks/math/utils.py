@@ -30,6 +30,16 @@ def gsm8k_process_results(doc: dict, results: list[str]) -> dict[str, float]:
     return _exact_match(predicted, doc["answer"].split("####")[-1].strip().replace(",", ""))
 
 
+def math_docs(docs):
+    """MATH-500 rows carry the ``answer``; the full test set (hendrycks_math) only the solution,
+    whose last ``\\boxed{}`` is the answer (as lm-eval's minerva_math reads it)."""
+    from illada_eval.checkers.math import extract_answer
+
+    if "answer" in docs.column_names:
+        return docs
+    return docs.map(lambda doc: {"answer": extract_answer(doc["solution"])})
+
+
 def math_process_results(doc: dict, results: list[str]) -> dict[str, float]:
     from illada_eval.checkers.math import extract_answer
 

@@ -1,0 +1,126 @@
+"""The protocol registry: each published column's settings as its sources state them, the task
+files and docs generated from it, the protocol card."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from illada_eval import presets, protocol_card, task_files
+from illada_eval.cli import main as cli_main
+from illada_eval.registry import DATASETS, PROTOCOLS, get_protocol
+
+# (benchmark, dataset, shots, scoring, mc_num, cfg, (gen_length, block, steps, variable) or None, metric)
+# transcribed from the sources (protocols.md, models-and-methods.md §5), not from the registry
+REFERENCE = {
+    "illada-base": [
+        ("mmlu", "mmlu", 5, "elbo", 1, 0.0, None, "acc,none"),
+        ("bbh", "bbh", 3, "generation", None, None, (1024, 32, 1024, True), "exact_match,get-answer"),
+        ("arc_challenge", "arc_challenge", 0, "confidence", None, 0.0, None, "acc_norm,none"),
+        ("hellaswag", "hellaswag", 0, "confidence", None, 0.0, None, "acc_norm,none"),
+        ("gsm8k", "gsm8k", 4, "generation", None, None, (1024, 32, 1024, True), "exact_match,none"),
+        ("math", "math500", 4, "generation", None, None, (1024, 32, 1024, True), "exact_match,none"),
+        ("humaneval", "humaneval", 0, "generation", None, None, (512, 512, 512, False), "pass@1,none"),
+        ("mbpp", "mbpp", 3, "generation", None, None, (1024, 32, 1024, True), "pass@1,none"),
+    ],
+    "illada-instruct": [
+        ("mmlu", "mmlu", 0, "generation", None, None, (4, 4, 4, True), None),
+        ("mmlu_redux", "mmlu_redux", 0, "generation", None, None, (3, 3, 3, True), None),
+        ("mmlu_pro", "mmlu_pro", 0, "generation", None, None, (4096, 32, 4096, True), None),
+        ("gsm8k", "gsm8k", 0, "generation", None, None, (2048, 32, 2048, True), None),
+        ("math", "math500", 0, "generation", None, None, (4096, 32, 4096, True), None),
+        ("humaneval", "humaneval", 0, "generation", None, None, (2048, 32, 2048, True), None),
+        ("mbpp", "mbpp", 0, "generation", None, None, (2048, 16, 2048, True), None),
+    ],
+    # LLaDA-8B-Base: lm-eval, MC ELBO with mc_num 128 (1 for MMLU), no CFG in Table 1, fixed
+    # length 1024 in one block with one token per step, the full MATH test set
+    "llada-base": [
+        ("mmlu", "mmlu", 5, "elbo", 1, 0.0, None, None),
+        ("bbh", "bbh", 3, "generation", None, None, (1024, 1024, 1024, False), None),
+        ("arc_challenge", "arc_challenge", 0, "elbo", 128, 0.0, None, None),
+        ("hellaswag", "hellaswag", 0, "elbo", 128, 0.0, None, None),
+        ("gsm8k", "gsm8k", 4, "generation", None, None, (1024, 1024, 1024, False), None),
+        ("math", "hendrycks_math", 4, "generation", None, None, (1024, 1024, 1024, False), None),
+        ("humaneval", "humaneval", 0, "generation", None, None, (1024, 1024, 1024, False), None),
+        ("mbpp", "mbpp", 3, "generation", None, None, (1024, 1024, 1024, False), None),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_protocol_settings_are_those_of_its_sources(name):
+    protocol = get_protocol(name)
+    assert [task.benchmark for task in protocol.tasks] == [row[0] for row in REFERENCE[name]]
+    for benchmark, dataset, shots, scoring, mc_num, cfg, generation, metric in REFERENCE[name]:
+        task = protocol.task_for(benchmark)
+        where = f"{name} / {benchmark}"
+        assert (task.dataset, task.num_fewshot, task.scoring) == (dataset, shots, scoring), where
+        assert (task.mc_num, task.cfg_scale) == (mc_num, cfg), where
+        if generation is None:
+            assert task.generation_kwargs is None, where
+        else:
+            kwargs = task.generation_kwargs
+            got = (kwargs["max_gen_toks"], kwargs["block_length"], kwargs["steps"], kwargs["variable_length"])
+            assert got == generation, where
+            assert kwargs["do_sample"] is False and kwargs["temperature"] == 0.0, where
+        if metric is not None:
+            assert task.metric == metric, where
+
+
+@pytest.mark.parametrize(("name", "runs"), [("qwen2.5-base", "illada-base"), ("qwen2.5-instruct", "illada-instruct")])
+def test_qwen_columns_run_the_illada_prompts_and_shots_through_lm_eval_hf(name, runs):
+    protocol, illada = get_protocol(name), get_protocol(runs)
+    assert protocol.backend == "hf" and protocol.runs_tasks_of == runs
+    assert presets.preset_tasks(name) == presets.preset_tasks(runs)
+    for ours, theirs in zip(protocol.tasks, illada.tasks):
+        assert (ours.task, ours.dataset, ours.num_fewshot, ours.metric) == (
+            theirs.task, theirs.dataset, theirs.num_fewshot, theirs.metric)
+        # an autoregressive model has no blocks, steps or Monte Carlo samples
+        assert (ours.block_length, ours.steps, ours.mc_num) == (None, None, None)
+
+
+def test_each_published_column_names_one_protocol():
+    columns = [column for protocol in PROTOCOLS.values() for column in protocol.columns]
+    assert len(columns) == len(set(columns))
+    assert ("base", "LLaDA-8B-Base") in get_protocol("llada-base").columns
+    assert get_protocol("base") is get_protocol("illada-base")  # the old preset names stay
+
+
+def test_math_500_and_the_full_math_set_are_different_datasets():
+    assert DATASETS["math500"].split_size("test") == 500 and DATASETS["math500"].offline
+    assert DATASETS["hendrycks_math"].split_size("test") == 5000 and not DATASETS["hendrycks_math"].offline
+    assert len(DATASETS["hendrycks_math"].subsets) == 7
+    assert "llada_base_math" not in presets.offline_tasks("llada-base")
+    assert "llada_base_gsm8k" not in presets.offline_tasks("llada-base")  # lm-eval's task reads the Hub
+
+
+def test_generated_task_files_and_docs_are_up_to_date():
+    files = task_files.all_files(task_files.TASKS_DIR.parent)
+    stale = task_files.stale(files)
+    assert stale == [], f"stale generated files {stale}: run python -m illada_eval.task_files"
+
+
+def test_every_protocol_task_has_a_task_file():
+    files = task_files.rendered_files()
+    names = {path.stem for path in files}
+    assert presets.our_tasks() <= names
+
+
+def test_protocol_card_json_has_every_setting(capsys):
+    assert cli_main(["protocol", "--preset", "llada-base", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    required = {"task", "benchmark", "source", "dataset", "split", "num_fewshot", "scoring", "mc_num", "cfg_scale",
+                "gen_length", "block_length", "steps", "variable_length", "logits_eos_inf", "confidence_eos_eot_inf",
+                "metric"}
+    assert rows and all(required <= set(row) for row in rows)
+    math = next(row for row in rows if row["benchmark"] == "math")
+    assert math["dataset"].startswith("EleutherAI/hendrycks_math") and math["gen_length"] == 1024
+
+
+def test_protocol_card_table_and_unknown_preset(capsys):
+    assert cli_main(["protocol", "--preset", "base"]) == 0
+    out = capsys.readouterr().out
+    assert "illada-base" in out and "illada_arc_challenge" in out and "| confidence |" in out
+    with pytest.raises(SystemExit):
+        protocol_card.main(["--preset", "lada-base"])
+    assert "Did you mean llada-base" in capsys.readouterr().err
