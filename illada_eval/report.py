@@ -23,7 +23,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +33,7 @@ from illada_eval.results import (
     MISSING,
     PRESETS,
     Leaderboard,
+    RunColumn,
     format_score,
     leaderboard,
     load_scores,
@@ -44,11 +45,15 @@ TITLES = {"base": "Base models", "instruct": "Instruct models"}
 AVERAGE = "Average"
 
 
+NOT_COMPARABLE = "n/c"
+
+
 @dataclass(frozen=True)
 class Column:
     header: str
-    values: list[float | None]  # one per table row
+    values: list[float | str | None]  # one per table row; a string is shown as it is (n/c)
     delta: bool = False  # a difference, printed with its sign
+    errors: list[float | None] | None = None  # standard errors, shown as ± beside the values
 
 
 @dataclass(frozen=True)
@@ -62,31 +67,41 @@ class Table:
     columns: list[Column]
     notes: list[str]
     average_row: bool  # the last row is the Average, set apart by a rule
+    file_notes: list[str] = field(default_factory=list)  # where runs came from (not in the LaTeX)
 
 
 # ---------------------------------------------------------------- building the tables
 
 
 def paper_table(board: Leaderboard) -> Table:
-    """Published columns, then each run (and its difference from the same model's paper score)."""
+    """Published columns, then each run (and its difference from the published column it is
+    compared with, on the cells where the two are comparable)."""
 
-    def column(header: str, scores: dict[str, float], average: float | None, delta: bool = False) -> Column:
-        values = [scores.get(bench) for bench in board.benchmarks] + [average]
-        return Column(header, [None if v is None or pd.isna(v) else float(v) for v in values], delta)
+    def column(header: str, values: dict, average: float | str | None, delta: bool = False,
+               errors: dict | None = None) -> Column:
+        cells = [values.get(bench) for bench in board.benchmarks] + [average]
+        cells = [None if v is None or (not isinstance(v, str) and pd.isna(v)) else v for v in cells]
+        return Column(header, [v if isinstance(v, str) or v is None else float(v) for v in cells], delta,
+                      None if errors is None else [errors.get(bench) for bench in board.benchmarks] + [None])
 
     columns = []
     for model in board.published.columns:
         paper = board.published[model].to_dict()
         columns.append(column(model, paper, board.average(paper)))
+    reasons = []
     for run in board.runs:
         run_average = board.average(run.scores)
-        columns.append(column(f"{run.model} (run)", run.scores, run_average))
+        columns.append(column(run_header(run), run.scores, run_average, errors=run.stderrs))
         if run.reference:
             paper = board.published[run.reference].to_dict()
-            deltas = {bench: score - paper[bench] for bench, score in run.scores.items() if not pd.isna(paper[bench])}
+            deltas = run.deltas(paper)
+            cells = {bench: deltas.get(bench, NOT_COMPARABLE) for bench in run.scores}
             paper_average = board.average(paper)
-            average_delta = None if run_average is None or paper_average is None else run_average - paper_average
-            columns.append(column(f"Δ vs {run.reference}", deltas, average_delta, delta=True))
+            comparable = run_average is not None and paper_average is not None and len(deltas) == len(board.benchmarks)
+            average = (run_average - paper_average) if comparable else (NOT_COMPARABLE if run_average is not None else None)
+            columns.append(column(f"Δ vs {run.reference}", cells, average, delta=True))
+            reasons += [f"{run_header(run)} vs {run.reference}, {bench}: {why}"
+                        for bench, why in run.comparisons.items() if why is not None]
     cited = set(board.sources.values())
     sources = cited.pop() if len(cited) == 1 else "; ".join(f"{m}: {s}" for m, s in board.sources.items())
     notes = [
@@ -96,11 +111,19 @@ def paper_table(board: Leaderboard) -> Table:
         f"{MISSING}: no score.",
     ]
     if board.runs:
-        notes.insert(1, "(run): our lm-eval runs under results/runs/; "
-                        "Δ vs X = the run minus the paper's score for the same model X.")
+        notes.insert(1, "(run, P): our lm-eval run under protocol P (`illada-eval protocol`), ± its standard error; "
+                        "Δ vs X = the run minus X's published score, only where protocol, dataset subset and "
+                        f"metric are the same and the run scored the whole dataset; {NOT_COMPARABLE}: not comparable.")
+    notes += [f"{NOT_COMPARABLE}: {reason}." for reason in reasons]
     notes += [run_note(run.model, run.rows) for run in board.runs]
     rows = board.benchmarks + [AVERAGE]
-    return Table(board.table, TITLES.get(board.table, board.table), "Benchmark", rows, columns, notes, True)
+    return Table(board.table, TITLES.get(board.table, board.table), "Benchmark", rows, columns, notes, True,
+                 [files_note(run.model, run.rows) for run in board.runs])
+
+
+def run_header(run: RunColumn) -> str:
+    details = ["run", run.protocol or "no protocol"] + (["partial"] if run.partial else [])
+    return f"{run.model} ({', '.join(details)})"
 
 
 def other_table(others: pd.DataFrame) -> Table:
@@ -109,46 +132,61 @@ def other_table(others: pd.DataFrame) -> Table:
                            column=others["model"] + " (" + others["table"] + ")")
     rows = sorted(set(others["row"]))
     columns = [
-        Column(header, [dict(zip(part["row"], part["score"])).get(row) for row in rows])
+        Column(header, [dict(zip(part["row"], part["score"])).get(row) for row in rows],
+               errors=[None if pd.isna(err) else err for err in
+                       (dict(zip(part["row"], part["stderr"])).get(row) for row in rows)])
         for header, part in others.groupby("column", sort=True)
     ]
-    notes = ["Scores in percent from our runs on tasks outside the paper tables."]
+    notes = ["Scores in percent from our runs on tasks outside the paper tables, ± their standard error."]
     notes += [run_note(model, part) for model, part in others.groupby("model", sort=True)]
-    return Table("other", "Other tasks (our runs)", "Task", rows, columns, notes, False)
+    return Table("other", "Other tasks (our runs)", "Task", rows, columns, notes, False,
+                 [files_note(model, part) for model, part in others.groupby("model", sort=True)])
 
 
 def run_note(model: str, rows: pd.DataFrame) -> str:
-    """Where a run column comes from: files, dates, limits, and task -> metric per benchmark."""
+    """What a run column holds: dates, limits, and task -> metric, dataset and n per benchmark."""
     parts = []
     for source, part in rows.groupby("source", sort=True):
         date = next((d for d in part["date"] if d), None)
         limit = next((json.loads(s).get("limit") for s in part["settings"] if s), None)
-        head = ", ".join(filter(None, [source, date and date.replace("T", " "), limit and f"limit {limit}"]))
+        head = ", ".join(filter(None, [date and date.replace("T", " "), limit and f"limit {limit}"]))
         tasks = "; ".join(
-            f"{row.benchmark or row.task} ← {row.task} [{row.metric}, n={'?' if pd.isna(row.n) else row.n}]"
+            f"{row.benchmark or row.task} ← {row.task} [{row.metric}, {row.dataset or 'dataset not recorded'}, "
+            f"n={'?' if pd.isna(row.n) else row.n}]"
             for row in part.sort_values(["task"]).itertuples()
         )
-        parts.append(f"{head}: {tasks}")
+        parts.append(f"{head}: {tasks}" if head else tasks)
     return f"{model}: " + " | ".join(parts)
 
 
-def build_tables(scores: pd.DataFrame) -> list[Table]:
-    tables = [paper_table(leaderboard(scores, preset)) for preset in PRESETS]
-    others = other_run_rows(scores)
+def files_note(model: str, rows: pd.DataFrame) -> str:
+    return f"{model}: from " + ", ".join(sorted(set(rows["source"])))
+
+
+def build_tables(scores: pd.DataFrame, include_partial: bool = False) -> list[Table]:
+    tables = [paper_table(leaderboard(scores, preset, include_partial)) for preset in PRESETS]
+    others = other_run_rows(scores, include_partial)
     return tables + ([other_table(others)] if len(others) else [])
 
 
 # ---------------------------------------------------------------- formatting cells
 
 
-def cell(value: float | None, delta: bool) -> str | None:
-    """One decimal (see :func:`round_score`), a sign on differences; None when missing."""
-    return None if value is None else format_score(value, signed=delta)
+def cell(value: float | str | None, delta: bool, error: float | None = None) -> str | None:
+    """One decimal (see :func:`round_score`), a sign on differences, ± the standard error when
+    given; None when missing."""
+    if value is None or isinstance(value, str):
+        return value
+    text = format_score(value, signed=delta)
+    return text if error is None else f"{text} ± {format_score(error)}"
 
 
-def cells(table: Table, missing: str) -> list[list[str]]:
+def cells(table: Table, missing: str, errors: bool = True) -> list[list[str]]:
+    def error(col: Column, i: int) -> float | None:
+        return col.errors[i] if errors and col.errors else None
+
     return [
-        [row] + [cell(col.values[i], col.delta) or missing for col in table.columns]
+        [row] + [cell(col.values[i], col.delta, error(col, i)) or missing for col in table.columns]
         for i, row in enumerate(table.rows)
     ]
 
@@ -166,7 +204,7 @@ def to_markdown(tables: list[Table]) -> str:
             if table.average_row and i == len(table.rows) - 1:
                 row = [f"**{text}**" for text in row]
             out.append("| " + " | ".join(text.replace("|", "\\|") for text in row) + " |")
-        out += [""] + [f"- {note}" for note in table.notes] + [""]
+        out += [""] + [f"- {note}" for note in table.notes + table.file_notes] + [""]
     return "\n".join(out)
 
 
@@ -186,6 +224,8 @@ def to_latex(tables: list[Table]) -> str:
             "\\centering",
             f"\\caption{{{latex_escape(table.title)}}}",
             f"\\label{{tab:leaderboard-{table.key}}}",
+            "\\small",
+            "\\resizebox{\\linewidth}{!}{%",
             "\\begin{tabular}{l" + "r" * len(table.columns) + "}",
             "\\toprule",
             " & ".join(latex_escape(h) for h in [table.corner] + [c.header for c in table.columns]) + " \\\\",
@@ -195,7 +235,7 @@ def to_latex(tables: list[Table]) -> str:
             if table.average_row and i == len(table.rows) - 1:
                 out.append("\\midrule")
             out.append(" & ".join(latex_escape(text) for text in row) + " \\\\")
-        out += ["\\bottomrule", "\\end{tabular}", "", "\\smallskip", "{\\footnotesize"]
+        out += ["\\bottomrule", "\\end{tabular}}", "", "\\smallskip", "{\\footnotesize"]
         out += [latex_escape(note) + "\\par" for note in table.notes]
         out += ["}", "\\end{table}", ""]
     return "\n".join(out)
@@ -238,7 +278,7 @@ def to_html(tables: list[Table]) -> str:
                 out.append(f"<td{attr}>{esc(text or MISSING)}</td>")
             out.append("</tr>")
         out += ["</tbody>", "</table>", '<ul class="notes">']
-        out += [f"<li>{esc(note)}</li>" for note in table.notes]
+        out += [f"<li>{esc(note)}</li>" for note in table.notes + table.file_notes]
         out.append("</ul>")
     out += ["</body>", "</html>", ""]
     return "\n".join(out)
@@ -249,7 +289,7 @@ def to_csv(table: Table) -> str:
     stream = io.StringIO()
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow([table.corner] + [c.header for c in table.columns])
-    writer.writerows(cells(table, ""))
+    writer.writerows(cells(table, "", errors=False))
     return stream.getvalue()
 
 
@@ -257,9 +297,9 @@ def scores_csv(scores: pd.DataFrame) -> str:
     return scores.to_csv(index=False, lineterminator="\n", float_format="%.10g")
 
 
-def render(scores: pd.DataFrame) -> dict[str, bytes]:
+def render(scores: pd.DataFrame, include_partial: bool = False) -> dict[str, bytes]:
     """Every leaderboard file, by name."""
-    tables = build_tables(scores)
+    tables = build_tables(scores, include_partial)
     by_key = {table.key: table for table in tables}
     empty_other = Table("other", "", "Task", [], [], [], False)
     files = {
@@ -283,6 +323,9 @@ def build_parser(prog: str, what: str, default_output: str) -> argparse.Argument
                         help="results directory with published/scores.csv and runs/ (default: results)")
     parser.add_argument("--output", "-o", type=Path, default=None,
                         help=f"where to write (default: INPUT/{default_output})")
+    parser.add_argument("--include-partial", action="store_true",
+                        help="also show runs that did not score the whole dataset (--limit); they are never "
+                        "compared with published numbers")
     return parser
 
 
@@ -304,13 +347,13 @@ def warnings_to_stderr(prog: str) -> Iterator[None]:
 
 
 def run_command(prog: str, argv: list[str] | None, what: str, default_output: str, make_files) -> int:
-    """Parse the flags, load the scores, write ``make_files(scores)``; errors -> message, exit 1."""
+    """Parse the flags, load the scores, write ``make_files(scores, args)``; errors -> message, exit 1."""
     args = build_parser(prog, what, default_output).parse_args(argv)
     output = args.output if args.output is not None else args.input / default_output
     try:
         with warnings_to_stderr(prog):
             scores = load_scores(args.input)
-            written = write_files(output, make_files(scores))
+            written = write_files(output, make_files(scores, args))
     except (OSError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
@@ -323,4 +366,4 @@ def run_command(prog: str, argv: list[str] | None, what: str, default_output: st
 
 def main(argv: list[str] | None = None) -> int:
     return run_command("illada-eval report", argv, "Regenerate the leaderboard tables from results/.",
-                       "leaderboard", render)
+                       "leaderboard", lambda scores, args: render(scores, args.include_partial))

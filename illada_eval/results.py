@@ -6,8 +6,10 @@ pandas table with a row per (model, benchmark) score, on a 0-100 scale; :func:`l
 lays one paper table (``base`` or ``instruct``) out with the runs beside it. The report and
 the plots are both built from these two functions.
 
-Task names map to the paper's benchmark names through :data:`BENCHMARKS`, which also says
-which lm-eval metric is the benchmark's headline number.
+Task names map to the paper's benchmark names through the registry's benchmarks and protocols,
+which also say which metric is a cell's headline number. Every cell carries the protocol,
+dataset and metric it came from and whether it scored the whole dataset: :func:`comparison`
+says whether a run may be compared with a published cell, and why not.
 """
 from __future__ import annotations
 
@@ -24,6 +26,18 @@ from typing import Any
 
 import pandas as pd
 
+from illada_eval.registry import (
+    BENCHMARK_BY_KEY,
+    BENCHMARK_BY_NAME,
+    BENCHMARKS,
+    DATASETS,
+    PROTOCOLS,
+    Benchmark,
+    TaskProtocol,
+    protocol_of_column,
+    protocol_of_task,
+)
+
 logger = logging.getLogger(__name__)
 
 PUBLISHED_CSV = Path("published") / "scores.csv"
@@ -39,6 +53,9 @@ COLUMNS = [
     "benchmark",  # the paper's name (ARC-C, MMLU, ...); empty for tasks outside the papers
     "task",  # the lm-eval task or group name a run score came from
     "metric",  # the lm-eval metric key ("acc_norm,none", "exact_match,flexible-extract", ...)
+    "protocol",  # the registry protocol the score was produced under; None when not known
+    "dataset",  # the registry dataset (math500 and hendrycks_math are different subsets of MATH)
+    "full",  # scored the whole dataset (False: a --limit run)
     "score",  # 0-100
     "stderr",  # 0-100, when lm-eval gave one
     "n",  # documents scored (after --limit)
@@ -50,64 +67,11 @@ COLUMNS = [
 ]
 
 
-@dataclass(frozen=True)
-class Benchmark:
-    """A paper benchmark: the lm-eval names that measure it and its headline metric."""
-
-    name: str
-    tasks: tuple[str, ...]  # task or group names, after :func:`normalize_task_name`
-    metrics: tuple[str, ...]  # metric names in order of preference
-    filters: tuple[str, ...] = ("none",)  # filter names in order of preference; others after
-
-
-BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark(
-        "MMLU",
-        (
-            "mmlu",
-            "mmlu_generative",
-            "mmlu_continuation",
-            "mmlu_flan_n_shot_generative",
-            "mmlu_flan_n_shot_loglikelihood",
-            "mmlu_flan_cot_fewshot",
-            "mmlu_flan_cot_zeroshot",
-        ),
-        ("acc", "exact_match"),  # likelihood (base) or generation (instruct)
-    ),
-    Benchmark("MMLU-Pro", ("mmlu_pro",), ("exact_match", "acc"), ("custom-extract", "none")),
-    Benchmark("MMLU-Redux", ("mmlu_redux", "mmlu_redux_generative"), ("exact_match", "acc")),
-    Benchmark(
-        "BBH",
-        ("bbh", "bbh_cot_fewshot", "bbh_fewshot", "bbh_cot_zeroshot", "bbh_zeroshot"),
-        ("exact_match", "acc"),
-        ("get-answer", "flexible-extract", "strict-match", "none"),
-    ),
-    # length-normalised accuracy when the task reports it, as the Open LLM Leaderboard did
-    Benchmark("ARC-C", ("arc", "arc_c", "arc_challenge", "arc_challenge_chat"), ("acc_norm", "acc")),
-    Benchmark("HellaSwag", ("hellaswag",), ("acc_norm", "acc")),
-    Benchmark(
-        "GSM8K",
-        ("gsm8k", "gsm8k_cot", "gsm8k_cot_zeroshot", "gsm8k_cot_llama", "gsm8k_cot_self_consistency"),
-        ("exact_match",),
-        ("flexible-extract", "strict-match", "none"),
-    ),
-    # math_verify checks mathematical equivalence; exact_match only compares normalised strings
-    Benchmark(
-        "MATH",
-        ("math", "math500", "minerva_math", "minerva_math500", "hendrycks_math", "hendrycks_math500"),
-        ("math_verify", "exact_match"),
-    ),
-    Benchmark("HumanEval", ("humaneval", "humaneval_instruct"), ("pass@1", "pass_at_1"), ("create_test", "none")),
-    Benchmark("MBPP", ("mbpp", "mbpp_instruct"), ("pass@1", "pass_at_1")),
-    Benchmark("PIQA", ("piqa",), ("acc_norm", "acc")),
-    Benchmark("WinoGrande", ("winogrande",), ("acc",)),
-)
-
 # Metrics for tasks outside the papers (e.g. our sanity tasks): only fractions in [0, 1],
 # so that scaling to 0-100 is right; perplexities and the like are left out.
 OTHER_TASK_METRICS = ("acc", "acc_norm", "exact_match", "pass@1", "pass_at_1", "math_verify", "f1", "em")
 
-_BY_TASK = {task: bench for bench in BENCHMARKS for task in bench.tasks}
+_BY_TASK = {task: bench for bench in BENCHMARKS for task in bench.lm_eval_tasks}
 _TASK_PREFIX = "illada_"  # our own task names: illada_<task> (base), illada_instruct_<task>
 
 
@@ -147,6 +111,9 @@ def task_preset(task: str) -> str | None:
 
 def benchmark_for_task(task: str) -> Benchmark | None:
     """The paper benchmark an lm-eval task or group measures, or None for other tasks."""
+    entry = protocol_of_task(task)[1]
+    if entry is not None:
+        return BENCHMARK_BY_KEY[entry.benchmark]
     return _BY_TASK.get(normalize_task_name(task))
 
 
@@ -204,7 +171,22 @@ def load_published(path: Path) -> pd.DataFrame:
             "provenance": raw["provenance"],
         }
     )
+    cells = [_published_cell(table, model, bench) for table, model, bench in zip(raw["table"], raw["model"], raw["benchmark"])]
+    for column, values in zip(("protocol", "dataset", "metric", "n"), zip(*cells) if cells else ((),) * 4):
+        rows[column] = list(values)
+    rows["full"] = True
     return _tidy(rows)
+
+
+def _published_cell(table: str, model: str, benchmark: str) -> tuple:
+    """(protocol, dataset, metric, n) of a published cell, from the registry; Nones where the
+    column is quoted (no protocol) or the protocol has no task for the benchmark."""
+    protocol = protocol_of_column(table, model)
+    bench = BENCHMARK_BY_NAME.get(benchmark)
+    entry = protocol.task_for(bench.key) if protocol and bench else None
+    if entry is None:
+        return (protocol.name if protocol else None, None, None, None)
+    return (protocol.name, entry.dataset, entry.metric, DATASETS[entry.dataset].split_size(entry.split))
 
 
 # ---------------------------------------------------------------- lm-eval run files
@@ -264,22 +246,28 @@ def load_run(path: Path, root: Path, published_tables: dict[str, str] | None = N
     config, block = _dict(data.get("config")), _dict(data.get("illada_eval"))
     children = _dict(data.get("group_subtasks"))
     preset = _run_preset(model, block, published_tables or {})
+    n_samples = _dict(data.get("n-samples"))
     rows = []
     for task in _reported_tasks(path, results, children):
         entry, bench = results[task], benchmark_for_task(task)
-        metric = primary_metric(entry, bench)
+        protocol, ours = _run_protocol(task, config)
+        metric = ours.metric if ours and ours.metric in entry else primary_metric(entry, bench)
         name, filter_name = metric.split(",", 1)
+        n = _doc_count(task, n_samples, children)
         rows.append(
             {
                 "origin": "run",
-                "table": task_preset(task) or preset,
+                "table": PROTOCOLS[protocol].table if protocol else task_preset(task) or preset,
                 "model": model,
                 "benchmark": bench.name if bench else None,
                 "task": task,
                 "metric": metric,
+                "protocol": protocol,
+                "dataset": ours.dataset if ours else None,
+                "full": _scored_everything(ours, n, config),
                 "score": 100.0 * entry[metric],
                 "stderr": _scaled(entry.get(f"{name}_stderr,{filter_name}")),
-                "n": _doc_count(task, _dict(data.get("n-samples")), children),
+                "n": n,
                 "shots": _number(_dict(data.get("n-shot")).get(task)),
                 "date": _iso_date(data.get("date")),
                 "source": path.relative_to(root).as_posix(),
@@ -326,9 +314,36 @@ def _reported_tasks(path: Path, results: dict[str, Any], children: dict[str, Any
     return kept
 
 
+def _run_protocol(task: str, config: dict[str, Any]) -> tuple[str | None, TaskProtocol | None]:
+    """The protocol a task of a run was scored under and the task's registry entry.
+
+    Our task files belong to one protocol each; a run of lm-eval's ``hf`` backend on them is the
+    autoregressive protocol that runs them (qwen2.5-base on illada-base's tasks). A task the
+    registry does not know has no protocol: its scores are shown, never compared.
+    """
+    protocol, entry = protocol_of_task(task)
+    if protocol is None:
+        return None, entry
+    if config.get("model") == "hf":
+        return next((p.name for p in PROTOCOLS.values() if p.runs_tasks_of == protocol.name), None), entry
+    return protocol.name, entry
+
+
+def _scored_everything(entry: TaskProtocol | None, n: int | None, config: dict[str, Any]) -> bool:
+    """Whether a task scored its whole dataset: no --limit, and (for our tasks) every document."""
+    if config.get("limit") is not None:
+        return False
+    if entry is None or n is None:
+        return n is not None
+    size = DATASETS[entry.dataset].split_size(entry.split)
+    return size is None or n >= size
+
+
 def _run_preset(model: str, block: dict[str, Any], published_tables: dict[str, str]) -> str:
     """The run's table: our ``illada_eval.preset``, else the published model's table, else a guess
     from the model's name (task-name suffixes override this per task)."""
+    if block.get("protocol") in PROTOCOLS:
+        return PROTOCOLS[block["protocol"]].table
     if block.get("preset") in PRESETS:
         return block["preset"]
     return published_tables.get(model.lower()) or ("instruct" if "instruct" in model.lower() else "base")
@@ -366,7 +381,8 @@ def _tidy(rows: pd.DataFrame) -> pd.DataFrame:
         rows[column] = rows[column].astype("float64")
     for column in ("n", "shots"):
         rows[column] = rows[column].astype("Int64")
-    text = [c for c in COLUMNS if c not in ("score", "stderr", "n", "shots")]
+    rows["full"] = rows["full"].astype("boolean")
+    text = [c for c in COLUMNS if c not in ("score", "stderr", "n", "shots", "full")]
     rows[text] = rows[text].astype("object").where(rows[text].notna(), None)
     return rows.reset_index(drop=True)
 
@@ -436,12 +452,52 @@ def format_score(value: float, signed: bool = False) -> str:
 
 @dataclass(frozen=True)
 class RunColumn:
-    """One run's scores in a paper table, and the published model it reproduces (if any)."""
+    """One run's scores under one protocol in a paper table, and the published column it is
+    compared with: the same model's when published, else the one of the same protocol."""
 
     model: str
+    protocol: str | None
     scores: dict[str, float]  # benchmark -> score
-    reference: str | None  # the published column of the same model in this table
+    stderrs: dict[str, float]  # benchmark -> standard error, where lm-eval gave one
+    reference: str | None  # the published column it is compared with
+    # benchmark -> None where run and published cell are comparable, else why they are not
+    comparisons: dict[str, str | None]
     rows: pd.DataFrame = field(repr=False)  # the tidy rows behind the scores
+
+    @property
+    def partial(self) -> bool:
+        return not bool(self.rows["full"].all())
+
+    def deltas(self, published: dict[str, float]) -> dict[str, float]:
+        """Run minus published, on the comparable cells only."""
+        return {bench: score - published[bench] for bench, score in self.scores.items()
+                if self.comparisons.get(bench) is None and not pd.isna(published.get(bench))}
+
+
+def comparison(run: pd.Series, paper: pd.Series | None) -> str | None:
+    """None when a run's cell may be compared with a published one; otherwise the reason.
+
+    Comparable means: the same protocol, everything that protocol leaves open known, the same
+    dataset subset, the same metric, and the whole dataset scored.
+    """
+    if paper is None or pd.isna(paper["score"]):
+        return "no published score"
+    if paper["protocol"] is None:
+        return f"{paper['model']}'s number is quoted from another report, under no protocol this tool runs"
+    if run["protocol"] is None:
+        return "the run records no protocol of this tool (a task outside the registry)"
+    if run["protocol"] != paper["protocol"]:
+        return f"run under {run['protocol']}, published under {paper['protocol']}"
+    bench = BENCHMARK_BY_NAME[run["benchmark"]].key
+    if unstated := PROTOCOLS[paper["protocol"]].unstated.get(bench):
+        return f"the {paper['protocol']} sources do not state {unstated}"
+    if run["dataset"] != paper["dataset"]:
+        return f"run on {run['dataset']}, published on {paper['dataset']}"
+    if run["metric"] != paper["metric"]:
+        return f"run shows {run['metric']}, published {paper['metric']}"
+    if not run["full"]:
+        return f"partial run: {run['n']} documents" + (f" of {paper['n']}" if not pd.isna(paper["n"]) else "")
+    return None
 
 
 @dataclass(frozen=True)
@@ -462,27 +518,38 @@ class Leaderboard:
         return math.fsum(values) / len(values)  # type: ignore[arg-type]
 
 
-def latest_run_rows(scores: pd.DataFrame) -> pd.DataFrame:
-    """One run row per (table, model, benchmark or task): the newest run wins.
+def latest_run_rows(scores: pd.DataFrame, include_partial: bool = False) -> pd.DataFrame:
+    """One run row per (table, model, protocol, benchmark or task): the newest run wins.
+
+    Rows of partial runs (``--limit``) are left out first, unless ``include_partial``: a trial
+    run never hides a full one.
 
     Runs of one model may be split over several files (one per task) and merge into one
     column; when two files score the same cell, the later date (then file name) is kept and a
     warning names both.
     """
     runs = scores[scores["origin"] == "run"].copy()
+    if not include_partial:
+        runs = runs[runs["full"].fillna(False).astype(bool)]
     runs["cell"] = runs["benchmark"].fillna(runs["task"])
-    runs = runs.sort_values(["table", "model", "cell", "date", "source", "task"], na_position="first", kind="stable")
-    duplicated = runs.duplicated(["table", "model", "cell"], keep="last")
+    runs["under"] = runs["protocol"].fillna("")
+    runs = runs.sort_values(["table", "model", "under", "cell", "date", "source", "task"], na_position="first",
+                            kind="stable")
+    duplicated = runs.duplicated(["table", "model", "under", "cell"], keep="last")
     for _, old in runs[duplicated].iterrows():
         logger.warning(
             "%s scored %s / %s again; using the newer result, not %s (%s)",
             old["model"], old["table"], old["cell"], old["source"], old["task"],
         )
-    return runs[~duplicated].drop(columns="cell").reset_index(drop=True)
+    return runs[~duplicated].drop(columns=["cell", "under"]).reset_index(drop=True)
 
 
-def leaderboard(scores: pd.DataFrame, table: str) -> Leaderboard:
-    """The paper's ``table`` with every run of that preset as an extra column."""
+def leaderboard(scores: pd.DataFrame, table: str, include_partial: bool = False) -> Leaderboard:
+    """The paper's ``table`` with every run of that table as an extra column per (model, protocol).
+
+    Runs that did not score the whole dataset (``--limit``) are left out unless
+    ``include_partial``; even then they are never compared.
+    """
     paper = scores[(scores["origin"] == "paper") & (scores["table"] == table)]
     if paper.empty:
         raise ValueError(f"the published scores have no {table!r} table")
@@ -490,18 +557,25 @@ def leaderboard(scores: pd.DataFrame, table: str) -> Leaderboard:
     models = list(dict.fromkeys(paper["model"]))
     published = paper.pivot(index="benchmark", columns="model", values="score")
     published = published.reindex(index=benchmarks, columns=models)
+    cells = {(row["model"], row["benchmark"]): row for _, row in paper.iterrows()}
     by_lower = {model.lower(): model for model in models}
-    runs = latest_run_rows(scores)
+    by_protocol = {row["protocol"]: row["model"] for _, row in paper.iterrows() if row["protocol"] is not None}
+    runs = latest_run_rows(scores, include_partial)
     runs = runs[(runs["table"] == table) & runs["benchmark"].isin(benchmarks)]
-    columns = [
-        RunColumn(
+    columns = []
+    for (model, protocol), rows in runs.groupby(["model", runs["protocol"].fillna("")], sort=True):
+        protocol = protocol or None
+        reference = by_lower.get(model.lower()) or by_protocol.get(protocol)
+        columns.append(RunColumn(
             model=model,
+            protocol=protocol,
             scores=dict(zip(rows["benchmark"], rows["score"])),
-            reference=by_lower.get(model.lower()),
+            stderrs={bench: err for bench, err in zip(rows["benchmark"], rows["stderr"]) if not pd.isna(err)},
+            reference=reference,
+            comparisons={row["benchmark"]: comparison(row, cells.get((reference, row["benchmark"])))
+                         for _, row in rows.iterrows()} if reference else {},
             rows=rows.reset_index(drop=True),
-        )
-        for model, rows in runs.groupby("model", sort=True)
-    ]
+        ))
     return Leaderboard(
         table=table,
         benchmarks=benchmarks,
@@ -512,9 +586,9 @@ def leaderboard(scores: pd.DataFrame, table: str) -> Leaderboard:
     )
 
 
-def other_run_rows(scores: pd.DataFrame) -> pd.DataFrame:
+def other_run_rows(scores: pd.DataFrame, include_partial: bool = False) -> pd.DataFrame:
     """Run rows that no paper table has a place for (sanity tasks, a base run of MMLU-Pro, ...)."""
-    runs = latest_run_rows(scores)
+    runs = latest_run_rows(scores, include_partial)
     paper = scores[(scores["origin"] == "paper") & scores["table"].isin(PRESETS)]
     placed = set(zip(paper["table"], paper["benchmark"]))
     keep = [(table, bench) not in placed for table, bench in zip(runs["table"], runs["benchmark"])]

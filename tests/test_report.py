@@ -6,9 +6,12 @@ import io
 import json
 
 import pytest
-from test_results import REPO_RESULTS, START, demo_run, llada_base_run, lm_eval_file, make_results_dir
+import dataclasses
+
+from test_results import LLADA_FULL, REPO_RESULTS, START, demo_run, lm_eval_file, make_results_dir, protocol_run
 
 from illada_eval import report
+from illada_eval.registry import PROTOCOLS
 from illada_eval.results import load_scores
 
 
@@ -21,7 +24,8 @@ def read_csv(path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture
 def results_dir(tmp_path):
-    return make_results_dir(tmp_path, {"llada/results_2026.json": llada_base_run(), "demo.json": demo_run()})
+    return make_results_dir(tmp_path, {"llada/results_2026.json": protocol_run("LLaDA-8B-Base", LLADA_FULL),
+                                       "demo.json": demo_run()})
 
 
 def test_published_only_tables_match_the_paper(tmp_path, capsys):
@@ -44,47 +48,56 @@ def test_published_only_tables_match_the_paper(tmp_path, capsys):
     assert "7 files from 0 run file(s)" in capsys.readouterr().out
 
 
+RUN, DELTA = "LLaDA-8B-Base (run, llada-base)", "Δ vs LLaDA-8B-Base"
+
+
 def test_runs_land_in_the_right_cells_with_differences(results_dir):
     assert report.main(["-i", str(results_dir)]) == 0
     base = read_csv(results_dir / "leaderboard" / "base.csv")
     header = list(base["MMLU"])
-    assert header == ["Benchmark", "iLLaDA-8B-Base", "LLaDA-8B-Base", "Dream-7B-Base", "Qwen2.5-7B",
-                      "LLaDA-8B-Base (run)", "Δ vs LLaDA-8B-Base", "illada-demo (run)"]  # no Δ for the demo
-    run, delta, demo = "LLaDA-8B-Base (run)", "Δ vs LLaDA-8B-Base", "illada-demo (run)"
-    # 47.0 - 45.9, 71.31 - 70.3, 35.37 - 35.4: a difference that rounds to zero has no sign
-    assert (base["ARC-C"][run], base["ARC-C"][delta], base["ARC-C"][demo]) == ("47.0", "+1.1", "25.0")
-    assert (base["GSM8K"][run], base["GSM8K"][delta], base["GSM8K"][demo]) == ("71.3", "+1.0", "0.0")
-    assert (base["HumanEval"][run], base["HumanEval"][delta]) == ("35.4", "0.0")
-    assert (base["MATH"][run], base["BBH"][run], base["MMLU"][run]) == ("31.5", "50.0", "66.0")
+    # the demo ran with --limit: not in the table unless asked for
+    assert header == ["Benchmark", "iLLaDA-8B-Base", "LLaDA-8B-Base", "Dream-7B-Base", "Qwen2.5-7B", RUN, DELTA]
+    # comparable cells get a difference (66.0 - 65.9, 36.0 - 35.4, 30.0 - 31.4); the others say n/c
+    assert (base["MMLU"][RUN], base["MMLU"][DELTA]) == ("66.0", "+0.1")
+    assert (base["HumanEval"][RUN], base["HumanEval"][DELTA], base["MATH"][DELTA]) == ("36.0", "+0.6", "-1.4")
+    assert (base["ARC-C"][RUN], base["ARC-C"][DELTA], base["GSM8K"][DELTA]) == ("47.0", "n/c", "n/c")
     # missing cells are empty in CSV and "–" in Markdown, never 0
-    assert (base["HellaSwag"][run], base["HellaSwag"][delta], base["MBPP"][demo]) == ("", "", "")
-    assert base["Average"][run] == "" and base["Average"]["LLaDA-8B-Base"] == "51.1"
+    assert (base["HellaSwag"][RUN], base["HellaSwag"][DELTA]) == ("", "")
+    assert base["Average"][RUN] == "" and base["Average"]["LLaDA-8B-Base"] == "51.1"
     markdown = (results_dir / "leaderboard" / "leaderboard.md").read_text(encoding="utf-8")
-    assert "| HellaSwag | 76.6 | 70.5 | 73.3 | 79.0 | – | – | – |" in markdown
-    assert "| ARC-C | 60.8 | 45.9 | 59.8 | 51.5 | 47.0 | +1.1 | 25.0 |" in markdown
-    assert "GSM8K ← gsm8k [exact_match,flexible-extract, n=1319]" in markdown  # the metric choice is shown
-    assert "limit 8" in markdown
+    assert "| HellaSwag | 76.6 | 70.5 | 73.3 | 79.0 | – | – |" in markdown
+    assert "| ARC-C | 60.8 | 45.9 | 59.8 | 51.5 | 47.0 ± 1.5 | n/c |" in markdown  # ± the standard error
+    assert "ARC-C: the llada-base sources do not state whether the paper shows acc or acc_norm" in markdown
+    assert "MATH ← llada_base_math [exact_match,none, hendrycks_math, n=5000]" in markdown
+    assert (results_dir / "leaderboard" / "other.csv").read_text() == "Task\n"
+    instruct = read_csv(results_dir / "leaderboard" / "instruct.csv")
+    assert len(instruct["MMLU"]) == 5  # no run of the instruct table: paper columns only
+
+
+def test_partial_runs_show_only_when_asked_and_are_never_compared(results_dir):
+    assert report.main(["-i", str(results_dir), "--include-partial"]) == 0
+    base = read_csv(results_dir / "leaderboard" / "base.csv")
+    # the demo file's task names are outside the registry: shown, with no protocol and no difference
+    demo = "illada-demo (run, no protocol, partial)"
+    assert base["ARC-C"][demo] == "25.0" and list(base["ARC-C"])[-1] == demo
     other = read_csv(results_dir / "leaderboard" / "other.csv")
     assert other == {"illada_sanity_mc": {"Task": "illada_sanity_mc", "illada-demo (base)": "96.0"}}
-    instruct = read_csv(results_dir / "leaderboard" / "instruct.csv")
-    assert len(instruct["MMLU"]) == 5  # no run of the instruct preset: paper columns only
 
 
-def test_complete_run_gets_an_average_and_its_difference(tmp_path):
-    published = load_scores(make_results_dir(tmp_path / "p", {}))
-    paper = published[(published["table"] == "instruct") & (published["model"] == "LLaDA-8B-Instruct")]
-    tasks = {"MMLU": "mmlu_generative", "MMLU-Pro": "mmlu_pro", "MMLU-Redux": "mmlu_redux_generative",
-             "GSM8K": "gsm8k", "MATH": "minerva_math", "HumanEval": "humaneval_instruct", "MBPP": "mbpp_instruct"}
-    metrics = {"MMLU": "exact_match,none", "MMLU-Pro": "exact_match,custom-extract", "MMLU-Redux": "exact_match,none",
-               "GSM8K": "exact_match,flexible-extract", "MATH": "math_verify,none", "HumanEval": "pass@1,create_test",
-               "MBPP": "pass_at_1,none"}
-    # every benchmark exactly 2 points above the paper
-    results = {tasks[b]: {metrics[b]: (s + 2.0) / 100} for b, s in zip(paper["benchmark"], paper["score"])}
-    root = make_results_dir(tmp_path, {"run.json": lm_eval_file("pretrained=GSAI-ML/LLaDA-8B-Instruct", results)})
+def test_complete_comparable_run_gets_an_average_difference(tmp_path, monkeypatch):
+    cells = dict(LLADA_FULL) | {"llada_base_hellaswag": ("acc_norm,none", 0.725, 0.004, 10042),
+                                "llada_base_mbpp": ("pass@1,none", 0.42, 0.02, 500)}
+    root = make_results_dir(tmp_path, {"run.json": protocol_run("LLaDA-8B-Base", cells)})
     assert report.main(["-i", str(root)]) == 0
-    instruct = read_csv(root / "leaderboard" / "instruct.csv")
-    assert instruct["Average"]["LLaDA-8B-Instruct (run)"] == "56.5"  # 54.5 + 2
-    assert {row["Δ vs LLaDA-8B-Instruct"] for row in instruct.values()} == {"+2.0"}
+    base = read_csv(root / "leaderboard" / "base.csv")
+    assert base["Average"][RUN] != "" and base["Average"][DELTA] == "n/c"  # llada-base leaves 4 cells open
+    # were every setting known, the average difference would be drawn
+    monkeypatch.setitem(PROTOCOLS, "llada-base", dataclasses.replace(PROTOCOLS["llada-base"], unstated={}))
+    assert report.main(["-i", str(root)]) == 0
+    base = read_csv(root / "leaderboard" / "base.csv")
+    paper = [65.9, 49.7, 45.9, 70.5, 70.3, 31.4, 35.4, 40.0]
+    run = [66.0, 50.0, 47.0, 72.5, 71.0, 30.0, 36.0, 42.0]
+    assert base["Average"][DELTA] == report.format_score((sum(run) - sum(paper)) / 8, signed=True)
 
 
 def test_regeneration_is_byte_identical(results_dir, tmp_path):
@@ -102,22 +115,24 @@ def test_regeneration_is_byte_identical(results_dir, tmp_path):
 
 
 def test_formats_are_well_formed(results_dir):
-    files = report.render(load_scores(results_dir))
+    files = report.render(load_scores(results_dir), include_partial=True)
     latex = files["leaderboard.tex"].decode()
     assert latex.count("\\begin{table}") == 3 and latex.count("\\toprule") == 3
-    assert "LLaDA-8B-Base (run) & $\\Delta$ vs LLaDA-8B-Base & illada-demo (run)" in latex
-    assert "illada\\_sanity\\_mc" in latex and "HellaSwag & 76.6 & 70.5 & 73.3 & 79.0 & -- & -- & --" in latex
+    # fits a two-column paper: scaled to the column width, no file paths under it
+    assert latex.count("\\resizebox{\\linewidth}{!}{%") == 3 and "runs/" not in latex and ".json" not in latex
+    assert "LLaDA-8B-Base (run, llada-base) & $\\Delta$ vs LLaDA-8B-Base" in latex
+    assert "illada\\_sanity\\_mc" in latex and "HellaSwag & 76.6 & 70.5 & 73.3 & 79.0 & -- & --" in latex
     page = files["leaderboard.html"].decode()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     for external in ("http:", "https:", "<script", "src=", "<link"):
         assert external not in page  # self-contained
-    assert '<td class="up">+1.1</td>' in page and page.count("<table>") == 3
+    assert '<td class="up">+0.6</td>' in page and page.count("<table>") == 3
+    assert "runs/llada/results_2026.json" in page  # the web page names its files
     tidy = list(csv.DictReader(io.StringIO(files["scores.csv"].decode())))
-    run = next(row for row in tidy if row["origin"] == "run" and row["benchmark"] == "GSM8K"
+    run = next(row for row in tidy if row["origin"] == "run" and row["benchmark"] == "MATH"
                and row["model"] == "LLaDA-8B-Base")
-    assert (run["score"], run["metric"], run["n"], run["date"]) == ("71.31", "exact_match,flexible-extract", "1319",
-                                                                   "2026-01-01T00:00:00Z")
-    assert json.loads(run["settings"])["model_args"]["pretrained"] == "GSAI-ML/LLaDA-8B-Base"
+    assert (run["score"], run["metric"], run["n"], run["protocol"], run["dataset"], run["full"]) == (
+        "30", "exact_match,none", "5000", "llada-base", "hendrycks_math", "True")
 
 
 def test_a_malformed_file_is_named_and_the_others_still_reported(results_dir, capsys):
@@ -129,7 +144,7 @@ def test_a_malformed_file_is_named_and_the_others_still_reported(results_dir, ca
     assert "samples.json: has no 'results' object" in captured.err
     assert "from 2 run file(s)" in captured.out
     base = read_csv(results_dir / "leaderboard" / "base.csv")
-    assert base["ARC-C"]["LLaDA-8B-Base (run)"] == "47.0" and base["ARC-C"]["illada-demo (run)"] == "25.0"
+    assert base["ARC-C"][RUN] == "47.0"
 
 
 def test_unwritable_output_and_missing_input_are_clear_errors(tmp_path, capsys):

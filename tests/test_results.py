@@ -123,6 +123,17 @@ def demo_run() -> dict:
     return data
 
 
+def protocol_run(model: str, cells: dict[str, tuple[str, float, float | None, int]], *, limit: int | None = None,
+                 backend: str = "illada", date: float = START) -> dict:
+    """A run file of our task files: task -> (metric key, score 0-1, stderr 0-1, documents)."""
+    results = {task: {"alias": task, metric: score, **({metric.replace(",", "_stderr,", 1): err} if err else {})}
+               for task, (metric, score, err, _) in cells.items()}
+    data = lm_eval_file({"pretrained": f"/ckpt/{model}"}, results, date=date,
+                        n_samples={task: {"original": n, "effective": n} for task, (*_, n) in cells.items()})
+    data["config"].update(model=backend, limit=limit)
+    return data
+
+
 def make_results_dir(tmp_path: Path, runs: dict[str, dict | str]) -> Path:
     """A results/ folder: the repository's published scores plus the given run files."""
     root = tmp_path / "results"
@@ -203,7 +214,8 @@ def test_malformed_published_csv_names_the_problem(tmp_path):
         # subtasks and other benchmarks are not paper rows
         ("mmlu_abstract_algebra", None), ("mmlu_stem", None), ("bbh_cot_fewshot_navigate", None),
         ("minerva_math_algebra", None), ("gsm8k_platinum", None), ("humaneval_plus", None),
-        ("arc_easy", None), ("illada_sanity_mc", None), ("illada_base", None),
+        ("arc_easy", "ARC-E"), ("illada_sanity_mc", None), ("illada_base", None), ("llada_base_math", "MATH"),
+        ("llada_base_gsm8k", "GSM8K"),
     ],
 )
 def test_task_names_map_to_paper_benchmarks(task, benchmark):
@@ -284,13 +296,81 @@ def test_unknown_model_and_other_tasks(tmp_path):
         "illada_arc_challenge_base": "ARC-C", "illada_gsm8k_base": "GSM8K", "illada_sanity_mc": None}
     settings = json.loads(runs["settings"].iloc[0])
     assert settings["limit"] == 8 and settings["adapter"]["mc_scoring"] == "confidence"
-    assert set(runs["n"]) == {8}
-    others = R.other_run_rows(scores)
+    assert set(runs["n"]) == {8} and not runs["full"].any()
+    # a --limit run stays out of the tables unless asked for, and is never compared
+    assert R.other_run_rows(scores).empty and R.leaderboard(scores, "base").runs == []
+    others = R.other_run_rows(scores, include_partial=True)
     assert list(others["task"]) == ["illada_sanity_mc"]
-    board = R.leaderboard(scores, "base")
+    board = R.leaderboard(scores, "base", include_partial=True)
     assert [(run.model, run.reference) for run in board.runs] == [("illada-demo", None)]
     assert board.runs[0].scores == {"ARC-C": 25.0, "GSM8K": 0.0}  # a real 0, not a missing cell
     assert board.average(board.runs[0].scores) is None  # 2 of 8 benchmarks: no average
+
+
+def test_published_cells_name_their_protocol_dataset_and_metric():
+    scores = R.load_published(REPO_RESULTS / R.PUBLISHED_CSV)
+    cells = scores.set_index(["table", "model", "benchmark"])
+    llada_math = cells.loc[("base", "LLaDA-8B-Base", "MATH")]
+    assert (llada_math["protocol"], llada_math["dataset"], llada_math["n"]) == ("llada-base", "hendrycks_math", 5000)
+    illada_math = cells.loc[("base", "iLLaDA-8B-Base", "MATH")]
+    assert (illada_math["protocol"], illada_math["dataset"]) == ("illada-base", "math500")
+    assert cells.loc[("base", "Qwen2.5-7B", "ARC-C")]["protocol"] == "qwen2.5-base"
+    quoted = cells.loc[("llada_base", "Qwen2.5-7B (as reported by Qwen)", "ARC-C")]
+    assert quoted["protocol"] is None  # quoted from Qwen's report: nothing to reproduce
+
+
+LLADA_FULL = {"llada_base_mmlu": ("acc,none", 0.66, 0.004, 14042),
+              "llada_base_bbh": ("exact_match,get-answer", 0.5, 0.006, 6511),
+              "llada_base_math": ("exact_match,none", 0.30, 0.006, 5000),
+              "llada_base_humaneval": ("pass@1,none", 0.36, 0.037, 164),
+              "llada_base_arc_challenge": ("acc_norm,none", 0.47, 0.0146, 1172),
+              "llada_base_gsm8k": ("exact_match,flexible-extract", 0.71, 0.012, 1319)}
+
+
+def test_only_comparable_cells_get_a_difference(tmp_path):
+    root = make_results_dir(tmp_path, {"llada.json": protocol_run("LLaDA-8B-Base", LLADA_FULL)})
+    (run,) = R.leaderboard(R.load_scores(root), "base").runs
+    assert (run.model, run.protocol, run.reference) == ("LLaDA-8B-Base", "llada-base", "LLaDA-8B-Base")
+    assert run.stderrs["MMLU"] == pytest.approx(0.4)
+    paper = {"MMLU": 65.9, "BBH": 49.7, "MATH": 31.4, "HumanEval": 35.4, "ARC-C": 45.9, "GSM8K": 70.3}
+    assert run.deltas(paper) == pytest.approx({"MMLU": 0.1, "BBH": 0.3, "MATH": -1.4, "HumanEval": 0.6})
+    assert "acc or acc_norm" in run.comparisons["ARC-C"]
+    assert "strict-match or flexible-extract" in run.comparisons["GSM8K"]
+
+
+def test_a_limit_run_never_enters_and_math_500_is_never_subtracted_from_full_math(tmp_path):
+    partial = protocol_run("LLaDA-8B-Base", {"llada_base_bbh": ("exact_match,get-answer", 0.9, 0.01, 100)},
+                           limit=100, date=START + 60)
+    math500 = protocol_run("LLaDA-8B-Base", {"illada_math": ("exact_match,none", 0.30, 0.02, 500)})
+    root = make_results_dir(tmp_path, {"full.json": protocol_run("LLaDA-8B-Base", LLADA_FULL),
+                                       "partial.json": partial, "math500.json": math500})
+    scores = R.load_scores(root)
+    board = R.leaderboard(scores, "base")
+    llada = next(run for run in board.runs if run.protocol == "llada-base")
+    assert llada.scores["BBH"] == pytest.approx(50.0)  # the full run's cell, not the newer partial one
+    assert set(llada.rows["source"]) == {"runs/full.json"}
+    # the MATH-500 run is a column of its own protocol, and not compared with LLaDA's full-set MATH
+    other = next(run for run in board.runs if run.protocol == "illada-base")
+    assert other.reference == "LLaDA-8B-Base" and other.deltas(board.published["LLaDA-8B-Base"].to_dict()) == {}
+    assert other.comparisons["MATH"] == "run under illada-base, published under llada-base"
+    # with --include-partial the partial cell shows, in a column marked partial, never compared
+    shown = R.leaderboard(scores, "base", include_partial=True)
+    newest = next(run for run in shown.runs if run.protocol == "llada-base")
+    assert newest.partial and newest.scores["BBH"] == pytest.approx(90.0)
+    assert newest.comparisons["BBH"] == "partial run: 100 documents of 6511"
+
+
+def test_comparison_checks_dataset_and_metric_under_one_protocol():
+    paper = pd.Series({"model": "LLaDA-8B-Base", "score": 31.4, "protocol": "llada-base",
+                       "dataset": "hendrycks_math", "metric": "exact_match,none", "n": 5000})
+    run = pd.Series({"benchmark": "MATH", "protocol": "llada-base", "dataset": "hendrycks_math",
+                     "metric": "exact_match,none", "full": True, "n": 5000})
+    assert R.comparison(run, paper) is None
+    assert R.comparison(run.copy().replace({"hendrycks_math": "math500"}), paper) == (
+        "run on math500, published on hendrycks_math")
+    assert R.comparison(run.copy().replace({"exact_match,none": "math_verify,none"}), paper) == (
+        "run shows math_verify,none, published exact_match,none")
+    assert "quoted" in R.comparison(run, paper.copy().replace({"llada-base": None}))
 
 
 @pytest.mark.parametrize(
