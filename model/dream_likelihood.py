@@ -1,0 +1,116 @@
+"""Dream's Monte Carlo likelihood (SMDM's estimator, as Dream's lm-eval harness runs it).
+
+The continuation gets an EOS token appended. Each draw takes a time ``t``, masks every
+maskable continuation position independently with probability ``p = (1 - eps) * t + eps``,
+and scores ``sum_{i masked} log p(c_i | rest) / p``; the estimate is the mean over ``mc_num``
+draws. The draws come in mini-batches of ``batch_size`` whose times are stratified:
+``t_j = (u + j / batch_size) mod 1`` with one uniform ``u`` per mini-batch, so each ``t_j`` is
+uniform on ``[0, 1)``. The first and the last position of the whole sequence are never masked:
+the last is the appended EOS, the first is the BOS (or, without a prompt, the continuation's
+first token, which a shifted network has nothing to predict from).
+
+In expectation this is ``E_{p ~ U[eps, 1)} E_mask[sum_{i masked} log p(c_i | rest) / p]``,
+a lower bound on ``log p(continuation + EOS | prompt)`` for a model that knows the masking
+process. Unlike :func:`~.likelihood.elbo_loglikelihood` the number masked is random, so a draw
+can mask nothing (it scores 0 and costs no model call).
+"""
+from __future__ import annotations
+
+import torch
+
+from ._logits import LogitsModel
+from .likelihood import TokenLists, _masked_logprob_sums, _Pairs
+from .masking import derive_seed, seeded_generator
+
+
+def dream_mask_plan(
+    length: int,
+    *,
+    mc_num: int,
+    batch_size: int,
+    generator: torch.Generator,
+    eps: float = 1e-3,
+    first_is_sequence_start: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks and weights of Dream's estimator for a continuation of ``length`` tokens (EOS
+    included, as its last token).
+
+    Returns bool ``masks [n, length]`` and float64 ``weights [n]`` such that the estimate is
+    ``sum_r weights[r] * sum_{i masked in r} log p(c_i | prompt, c with mask r)``: a draw with
+    masking probability ``p`` has weight ``1 / (p * mc_num)``. The last position is never
+    masked, nor the first when ``first_is_sequence_start`` (no prompt before it). Draws that
+    mask nothing are left out; identical masks are merged (weights added).
+    """
+    if mc_num < 1 or batch_size < 1 or mc_num % batch_size:
+        raise ValueError(
+            f"mc_num ({mc_num}) must be a positive multiple of batch_size ({batch_size}) "
+            "(Dream's draws come in stratified mini-batches of batch_size)"
+        )
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"eps must be in [0, 1), got {eps}")
+    maskable = torch.ones(length, dtype=torch.bool)
+    maskable[-1:] = False
+    if first_is_sequence_start:
+        maskable[:1] = False
+    masks, probabilities = [], []
+    strata = torch.arange(batch_size, dtype=torch.float64) / batch_size
+    for _ in range(mc_num // batch_size):
+        u = torch.rand((), dtype=torch.float64, generator=generator)
+        p = (1.0 - eps) * ((u + strata) % 1.0) + eps
+        uniforms = torch.rand(batch_size, length, dtype=torch.float64, generator=generator)
+        masks.append((uniforms < p[:, None]) & maskable)
+        probabilities.append(p)
+    masks, probabilities = torch.cat(masks), torch.cat(probabilities)
+    used = masks.any(dim=1)
+    masks, weights = masks[used], 1.0 / (probabilities[used] * mc_num)
+    if not len(masks):  # nothing maskable (a lone EOS), or no draw masked anything
+        return masks, weights
+    unique, inverse = torch.unique(masks, dim=0, return_inverse=True)
+    merged = torch.zeros(len(unique), dtype=torch.float64).index_add_(0, inverse, weights)
+    return unique, merged
+
+
+@torch.inference_mode()
+def dream_loglikelihood(
+    model: LogitsModel,
+    prompts: TokenLists,
+    continuations: TokenLists,
+    *,
+    mask_id: int,
+    eos_id: int,
+    mc_num: int = 128,
+    batch_size: int = 32,
+    eps: float = 1e-3,
+    seed: int = 0,
+    pad_id: int | None = None,
+) -> list[float]:
+    """Dream's estimate of ``log p(continuation | prompt)`` for every pair (module doc).
+
+    ``eos_id`` is appended to each continuation. ``mc_num`` draws in stratified mini-batches of
+    ``batch_size`` (Dream's 128 and 32); the rows of all pairs then share model calls of at most
+    ``batch_size`` sequences, right-padded with ``pad_id`` (default ``mask_id``) behind an
+    attention mask. Each pair's draws come from ``(seed, prompt, continuation)``, so a score
+    does not depend on the batch, the order or the process.
+    """
+    extended = [list(c) + [eos_id] for c in continuations]
+    pairs = _Pairs.build(prompts, extended, mask_id if pad_id is None else pad_id)
+    width = max((len(c) for c in extended), default=0)
+    row_pair, row_masks, row_weights = [], [], []
+    for index, (prompt, continuation) in enumerate(zip(prompts, extended)):
+        generator = seeded_generator(derive_seed(seed, prompt, continuation))
+        masks, weights = dream_mask_plan(
+            len(continuation), mc_num=mc_num, batch_size=batch_size, generator=generator,
+            eps=eps, first_is_sequence_start=not prompt,
+        )
+        row_pair.append(torch.full((len(masks),), index, dtype=torch.long))
+        row_masks.append(torch.nn.functional.pad(masks, (0, width - masks.shape[1])))
+        row_weights.append(weights)
+    scores = torch.zeros(len(extended), dtype=torch.float64)
+    pair_of_row = torch.cat(row_pair) if row_pair else torch.zeros(0, dtype=torch.long)
+    if len(pair_of_row):
+        sums = _masked_logprob_sums(
+            model, pairs, pair_of_row, torch.cat(row_masks),
+            mask_id=mask_id, cfg_scale=0.0, batch_size=batch_size,
+        )
+        scores.index_add_(0, pair_of_row, torch.cat(row_weights) * sums)
+    return scores.tolist()
