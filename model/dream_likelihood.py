@@ -23,6 +23,13 @@ from .likelihood import TokenLists, _masked_logprob_sums, _Pairs
 from .masking import derive_seed, seeded_generator
 
 
+def stratified_times(count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` times ``(u + j / count) mod 1`` from one uniform ``u``: each uniform on
+    ``[0, 1)``, together one per stratum of width ``1 / count`` (float64)."""
+    u = torch.rand((), dtype=torch.float64, generator=generator)
+    return (u + torch.arange(count, dtype=torch.float64) / count) % 1.0
+
+
 def dream_mask_plan(
     length: int,
     *,
@@ -53,10 +60,8 @@ def dream_mask_plan(
     if first_is_sequence_start:
         maskable[:1] = False
     masks, probabilities = [], []
-    strata = torch.arange(batch_size, dtype=torch.float64) / batch_size
     for _ in range(mc_num // batch_size):
-        u = torch.rand((), dtype=torch.float64, generator=generator)
-        p = (1.0 - eps) * ((u + strata) % 1.0) + eps
+        p = (1.0 - eps) * stratified_times(batch_size, generator) + eps
         uniforms = torch.rand(batch_size, length, dtype=torch.float64, generator=generator)
         masks.append((uniforms < p[:, None]) & maskable)
         probabilities.append(p)
