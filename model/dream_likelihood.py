@@ -3,8 +3,8 @@
 The continuation gets an EOS token appended. Each draw takes a time ``t``, masks every
 maskable continuation position independently with probability ``p = (1 - eps) * t + eps``,
 and scores ``sum_{i masked} log p(c_i | rest) / p``; the estimate is the mean over ``mc_num``
-draws. The draws come in mini-batches of ``batch_size`` whose times are stratified:
-``t_j = (u + j / batch_size) mod 1`` with one uniform ``u`` per mini-batch, so each ``t_j`` is
+draws. The draws come in mini-batches of ``mc_batch_size`` whose times are stratified:
+``t_j = (u + j / mc_batch_size) mod 1`` with one uniform ``u`` per mini-batch, so each ``t_j`` is
 uniform on ``[0, 1)``. The first and the last position of the whole sequence are never masked:
 the last is the appended EOS, the first is the BOS (or, without a prompt, the continuation's
 first token, which a shifted network has nothing to predict from).
@@ -34,7 +34,7 @@ def dream_mask_plan(
     length: int,
     *,
     mc_num: int,
-    batch_size: int,
+    mc_batch_size: int,
     generator: torch.Generator,
     eps: float = 1e-3,
     first_is_sequence_start: bool = False,
@@ -48,10 +48,10 @@ def dream_mask_plan(
     masked, nor the first when ``first_is_sequence_start`` (no prompt before it). Draws that
     mask nothing are left out; identical masks are merged (weights added).
     """
-    if mc_num < 1 or batch_size < 1 or mc_num % batch_size:
+    if mc_num < 1 or mc_batch_size < 1 or mc_num % mc_batch_size:
         raise ValueError(
-            f"mc_num ({mc_num}) must be a positive multiple of batch_size ({batch_size}) "
-            "(Dream's draws come in stratified mini-batches of batch_size)"
+            f"mc_num ({mc_num}) must be a positive multiple of mc_batch_size ({mc_batch_size}) "
+            "(Dream's draws come in stratified mini-batches)"
         )
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"eps must be in [0, 1), got {eps}")
@@ -60,9 +60,9 @@ def dream_mask_plan(
     if first_is_sequence_start:
         maskable[:1] = False
     masks, probabilities = [], []
-    for _ in range(mc_num // batch_size):
-        p = (1.0 - eps) * stratified_times(batch_size, generator) + eps
-        uniforms = torch.rand(batch_size, length, dtype=torch.float64, generator=generator)
+    for _ in range(mc_num // mc_batch_size):
+        p = (1.0 - eps) * stratified_times(mc_batch_size, generator) + eps
+        uniforms = torch.rand(mc_batch_size, length, dtype=torch.float64, generator=generator)
         masks.append((uniforms < p[:, None]) & maskable)
         probabilities.append(p)
     masks, probabilities = torch.cat(masks), torch.cat(probabilities)
@@ -84,16 +84,17 @@ def dream_loglikelihood(
     mask_id: int,
     eos_id: int,
     mc_num: int = 128,
-    batch_size: int = 32,
+    mc_batch_size: int = 32,
     eps: float = 1e-3,
+    batch_size: int = 32,
     seed: int = 0,
     pad_id: int | None = None,
 ) -> list[float]:
     """Dream's estimate of ``log p(continuation | prompt)`` for every pair (module doc).
 
     ``eos_id`` is appended to each continuation. ``mc_num`` draws in stratified mini-batches of
-    ``batch_size`` (Dream's 128 and 32); the rows of all pairs then share model calls of at most
-    ``batch_size`` sequences, right-padded with ``pad_id`` (default ``mask_id``) behind an
+    ``mc_batch_size`` (Dream's 128 and 32); the rows of all pairs then share model calls of at
+    most ``batch_size`` sequences, right-padded with ``pad_id`` (default ``mask_id``) behind an
     attention mask. Each pair's draws come from ``(seed, prompt, continuation)``, so a score
     does not depend on the batch, the order or the process.
     """
@@ -104,7 +105,7 @@ def dream_loglikelihood(
     for index, (prompt, continuation) in enumerate(zip(prompts, extended)):
         generator = seeded_generator(derive_seed(seed, prompt, continuation))
         masks, weights = dream_mask_plan(
-            len(continuation), mc_num=mc_num, batch_size=batch_size, generator=generator,
+            len(continuation), mc_num=mc_num, mc_batch_size=mc_batch_size, generator=generator,
             eps=eps, first_is_sequence_start=not prompt,
         )
         row_pair.append(torch.full((len(masks),), index, dtype=torch.long))

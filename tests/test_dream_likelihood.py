@@ -51,13 +51,13 @@ def test_stratified_times_fill_one_stratum_each():
 
 def test_plan_never_masks_the_eos_nor_the_sequence_start():
     generator = torch.Generator().manual_seed(1)
-    masks, weights = dream_mask_plan(5, mc_num=64, batch_size=32, generator=generator)
+    masks, weights = dream_mask_plan(5, mc_num=64, mc_batch_size=32, generator=generator)
     assert not masks[:, -1].any() and masks[:, 0].any() and masks.any(dim=1).all()
     assert (weights > 0).all()
-    start, _ = dream_mask_plan(5, mc_num=64, batch_size=32, generator=generator,
+    start, _ = dream_mask_plan(5, mc_num=64, mc_batch_size=32, generator=generator,
                                first_is_sequence_start=True)
     assert not start[:, 0].any() and not start[:, -1].any()
-    nothing, none = dream_mask_plan(1, mc_num=32, batch_size=32, generator=generator)
+    nothing, none = dream_mask_plan(1, mc_num=32, mc_batch_size=32, generator=generator)
     assert nothing.shape == (0, 1) and none.shape == (0,)
 
 
@@ -83,7 +83,7 @@ def test_mean_converges_to_the_enumerated_expectation():
     ])
     runs = torch.tensor([
         dream_loglikelihood(toy, prompts, continuations, mask_id=MASK, eos_id=EOS, mc_num=32,
-                            batch_size=8, seed=seed)
+                            mc_batch_size=8, batch_size=16, seed=seed)
         for seed in range(300)
     ], dtype=torch.float64)
     stderr = runs.std(dim=0) / math.sqrt(len(runs))
@@ -98,7 +98,7 @@ def test_eos_is_appended_and_never_masked_and_the_prompt_never_masked():
             return super().__call__(input_ids, attention_mask)
 
     toy = Recording(mask_id=MASK)
-    dream_loglikelihood(toy, [[1, 2]], [[4, 5, 6]], mask_id=MASK, eos_id=EOS, mc_num=32, batch_size=8)
+    dream_loglikelihood(toy, [[1, 2]], [[4, 5, 6]], mask_id=MASK, eos_id=EOS, mc_num=32, mc_batch_size=8)
     rows = torch.cat([ids for ids, _ in toy.seen])
     assert (rows[:, :2] == torch.tensor([1, 2])).all() and (rows[:, -1] == EOS).all()
     assert ((rows[:, 2:5] == MASK) | (rows[:, 2:5] == torch.tensor([4, 5, 6]))).all()
@@ -117,5 +117,5 @@ def test_scores_do_not_depend_on_the_batch_and_empty_scores_zero():
 
 
 def test_mc_num_must_fill_whole_mini_batches():
-    with pytest.raises(ValueError, match="multiple of batch_size"):
-        dream_mask_plan(3, mc_num=40, batch_size=32, generator=torch.Generator())
+    with pytest.raises(ValueError, match="multiple of mc_batch_size"):
+        dream_mask_plan(3, mc_num=40, mc_batch_size=32, generator=torch.Generator())
