@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from ._logits import LogitsModel
-from .likelihood import TokenLists, _masked_logprob_sums, _Pairs
+from .likelihood import TokenLists, _Pairs, _score_mask_plans
 from .masking import derive_seed, seeded_generator
 
 
@@ -100,23 +100,12 @@ def dream_loglikelihood(
     """
     extended = [list(c) + [eos_id] for c in continuations]
     pairs = _Pairs.build(prompts, extended, mask_id if pad_id is None else pad_id)
-    width = max((len(c) for c in extended), default=0)
-    row_pair, row_masks, row_weights = [], [], []
-    for index, (prompt, continuation) in enumerate(zip(prompts, extended)):
-        generator = seeded_generator(derive_seed(seed, prompt, continuation))
-        masks, weights = dream_mask_plan(
-            len(continuation), mc_num=mc_num, mc_batch_size=mc_batch_size, generator=generator,
+    plans = [
+        dream_mask_plan(
+            len(continuation), mc_num=mc_num, mc_batch_size=mc_batch_size,
+            generator=seeded_generator(derive_seed(seed, prompt, continuation)),
             eps=eps, first_is_sequence_start=not prompt,
         )
-        row_pair.append(torch.full((len(masks),), index, dtype=torch.long))
-        row_masks.append(torch.nn.functional.pad(masks, (0, width - masks.shape[1])))
-        row_weights.append(weights)
-    scores = torch.zeros(len(extended), dtype=torch.float64)
-    pair_of_row = torch.cat(row_pair) if row_pair else torch.zeros(0, dtype=torch.long)
-    if len(pair_of_row):
-        sums = _masked_logprob_sums(
-            model, pairs, pair_of_row, torch.cat(row_masks),
-            mask_id=mask_id, cfg_scale=0.0, batch_size=batch_size,
-        )
-        scores.index_add_(0, pair_of_row, torch.cat(row_weights) * sums)
-    return scores.tolist()
+        for prompt, continuation in zip(prompts, extended)
+    ]
+    return _score_mask_plans(model, pairs, plans, mask_id=mask_id, cfg_scale=0.0, batch_size=batch_size)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from ._logits import LogitsModel, call_logits, model_device
-from .masking import derive_seed
+from .masking import prompt_seeds
 from .sampler import GenerateOutput, _as_id_tuple, _first_stop, _Rows
 
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
@@ -126,12 +126,7 @@ def dream_generate(
     _check_args(max_new_tokens, steps, alg, alg_temp, temperature, top_p, top_k, eps, stop)
     eos_ids = _as_id_tuple(eos_id)
     stops = [list(s) for s in (stop or [])]
-    if isinstance(seed, int):
-        seeds = [derive_seed(seed, i) for i in range(len(prompts))]
-    elif len(seed) == len(prompts):
-        seeds = [int(s) for s in seed]
-    else:
-        raise ValueError(f"got {len(seed)} seeds for {len(prompts)} prompts: give one per prompt or an int")
+    seeds = prompt_seeds(seed, len(prompts))
     if not prompts:
         return GenerateOutput(tokens=[], nfe=0, nfe_per_sequence=[], stopped=[])
     rows = _Rows(prompts, pad_id=mask_id if pad_id is None else pad_id, mask_id=mask_id,
