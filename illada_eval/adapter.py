@@ -112,6 +112,11 @@ class GenerationSettings:
             raise ValueError(f"gen_length and block_length must be positive, got {self.gen_length}, {self.block_length}")
         if self.kv_cache not in (None, *KV_CACHE_MODES):
             raise ValueError(f"kv_cache must be one of {KV_CACHE_MODES} or left unset, got {self.kv_cache!r}")
+        if self.remasking in DREAM_ALGS and (self.kv_cache or self.threshold is not None or self.cfg_scale > 0):
+            raise ValueError(
+                f"remasking={self.remasking!r} is Dream's sampler, which has no kv_cache, threshold or "
+                "cfg_scale: leave them unset, or pick LLaDA's sampler (low_confidence / random)"
+            )
 
     def plan(self, max_gen_toks: int) -> tuple[int, int, int]:
         """``(gen_length, block_length, steps)`` for the sampler from a request's budget.

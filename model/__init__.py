@@ -17,8 +17,10 @@ AutoModelForMaskedLM.register(ILLaDAConfig, ILLaDAForMaskedLM, exist_ok=True)
 AutoConfig.register(DreamConfig.model_type, DreamConfig, exist_ok=True)
 AutoModelForMaskedLM.register(DreamConfig, DreamForMaskedLM, exist_ok=True)
 
-# --- diffusion process (masking, losses, likelihood, sampler) ---
+# --- diffusion process (masking, losses, likelihood, samplers) ---
 from ._logits import call_logits, model_device
+from .dream_likelihood import dream_loglikelihood
+from .dream_sampler import DREAM_ALGS, dream_generate
 from .likelihood import confidence_score, elbo_loglikelihood, elbo_mask_plan
 from .losses import pretrain_loss, sft_loss, variable_length_sft_loss
 from .masking import MaskedBatch, forward_mask

@@ -47,3 +47,8 @@ def test_dream_scoring_through_lm_eval(tokenizer, tasks_dir):
             if all(k < len(source) and c == source[k] for k, c in enumerate(choice)):
                 # copied tokens have log-probability near 0, so any unbiased estimate is too
                 assert resp[0][0] == pytest.approx(copy_score(choice, source), abs=0.05)
+
+
+def test_dream_sampler_refuses_settings_it_does_not_have(tokenizer):
+    with pytest.raises(ValueError, match="Dream's sampler, which has no kv_cache"):
+        DiffusionLM(pretrained=CopyToy(tokenizer), tokenizer=tokenizer, remasking="entropy", threshold=0.9)
