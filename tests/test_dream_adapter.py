@@ -4,14 +4,37 @@ import pytest
 from lm_eval.tasks import TaskManager
 
 from illada_eval.adapter import DiffusionLM
+from illada_eval.model import DreamForMaskedLM
 from illada_eval.model.dream_likelihood import dream_loglikelihood
-from lm_eval_fixtures import checkpoint, one_torch_thread, tasks_dir  # noqa: F401  (fixtures)
-from lm_eval_fixtures import COPY_DOCS, EOS_ID, MASK_ID, CopyToy, char_tokenizer, copy_score
+from lm_eval_fixtures import one_torch_thread, tasks_dir  # noqa: F401  (fixtures)
+from lm_eval_fixtures import (
+    BOS_ID,
+    COPY_DOCS,
+    EOS_ID,
+    MASK_ID,
+    PAD_ID,
+    VOCAB,
+    CopyToy,
+    char_tokenizer,
+    copy_score,
+)
+from test_dream_model import random_qwen2_tensors, tiny_dream_config, write_dream_checkpoint
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
     return char_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def dream_checkpoint(tmp_path_factory):
+    """A tiny official-layout Dream checkpoint (random weights) with the char tokenizer."""
+    directory = tmp_path_factory.mktemp("dream")
+    config = tiny_dream_config(vocab_size=VOCAB, mask_token_id=MASK_ID, eos_token_id=EOS_ID,
+                               pad_token_id=PAD_ID, bos_token_id=BOS_ID, max_position_embeddings=128)
+    write_dream_checkpoint(directory, random_qwen2_tensors(config), config)
+    char_tokenizer().save_pretrained(directory)
+    return directory
 
 
 def evaluate(lm, tasks_dir, tasks):
@@ -52,3 +75,21 @@ def test_dream_scoring_through_lm_eval(tokenizer, tasks_dir):
 def test_dream_sampler_refuses_settings_it_does_not_have(tokenizer):
     with pytest.raises(ValueError, match="Dream's sampler, which has no kv_cache"):
         DiffusionLM(pretrained=CopyToy(tokenizer), tokenizer=tokenizer, remasking="entropy", threshold=0.9)
+
+
+@pytest.mark.parametrize("remasking", ["low_confidence", "entropy"])
+def test_dream_checkpoint_results_do_not_depend_on_batch_size(remasking, dream_checkpoint, tasks_dir):
+    # LLaDA's algorithms and Dream's own run on the shifted network alike; padding (left for
+    # generation, right for scoring) must not reach any score or answer
+    runs = []
+    for batch_size in (1, 5):
+        lm = DiffusionLM(pretrained=str(dream_checkpoint), mc_scoring="dream", mc_num=8, mc_batch_size=4,
+                         remasking=remasking, temperature=0.5, batch_size=batch_size)
+        assert isinstance(lm.network, DreamForMaskedLM)
+        runs.append(evaluate(lm, tasks_dir, ["toy_mc", "toy_gen"]))
+    one, five = runs
+    for doc in range(len(COPY_DOCS)):
+        assert one["samples"]["toy_gen"][doc]["resps"] == five["samples"]["toy_gen"][doc]["resps"]
+        scores_one = [r[0][0] for r in one["samples"]["toy_mc"][doc]["resps"]]
+        scores_five = [r[0][0] for r in five["samples"]["toy_mc"][doc]["resps"]]
+        assert scores_one == pytest.approx(scores_five, abs=1e-4), (scores_one, scores_five)

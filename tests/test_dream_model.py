@@ -4,7 +4,9 @@ import math
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
+from transformers import AutoModelForMaskedLM
 
 from illada_eval import load_model
 from illada_eval.model import (
@@ -233,13 +235,13 @@ def test_save_pretrained_round_trip_keeps_qwen2_names(tmp_path):
     write_dream_checkpoint(tmp_path / "official", random_qwen2_tensors(config), config)
     model = load_model(tmp_path / "official")
     model.save_pretrained(tmp_path / "own")
-    from safetensors import safe_open
-
     with safe_open(tmp_path / "own" / "model.safetensors", "pt") as f:
         assert "model.layers.0.self_attn.v_proj.bias" in set(f.keys())
     reloaded = load_model(tmp_path / "own")
     assert isinstance(reloaded, DreamForMaskedLM)
     assert torch.equal(reloaded(IDS[None]).logits, model(IDS[None]).logits)
+    through_auto = AutoModelForMaskedLM.from_pretrained(tmp_path / "own")  # biases load too
+    assert torch.equal(through_auto(IDS[None]).logits, model(IDS[None]).logits)
 
 
 def test_key_value_cache_is_refused_with_a_clear_error(tmp_path):
