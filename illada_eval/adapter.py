@@ -335,7 +335,8 @@ class DiffusionLM(TemplateLM):
             GenerationSettings(),
             dict(gen_length=gen_length, block_length=block_length, steps=steps,
                  steps_per_block=steps_per_block, remasking=remasking, temperature=temperature,
-                 alg_temp=alg_temp, top_p=top_p, top_k=top_k, variable_length=variable_length, suppress_eos_confidence=suppress_eos_confidence,
+                 alg_temp=alg_temp, top_p=top_p, top_k=top_k, variable_length=variable_length,
+                 suppress_eos_confidence=suppress_eos_confidence,
                  cfg_scale=cfg_scale, threshold=threshold, kv_cache=kv_cache),
             "model_args",
         )
@@ -598,10 +599,11 @@ class DiffusionLM(TemplateLM):
         else:
             greedy_flags = [False] * len(contexts)
         if settings.scoring == "dream":
+            # Dream's harness appends the tokenizer's EOS to the continuation
             scores = dream_loglikelihood(
-                self._model, contexts, continuations, eos_id=self.eot_token_id, mc_num=settings.mc_num,
-                mc_batch_size=min(settings.mc_batch_size, settings.mc_num), seed=self.seed, mask_id=self.mask_id,
-                batch_size=self.batch_size, pad_id=self.mask_id,
+                self._model, contexts, continuations, mask_id=self.mask_id, eos_id=self.eot_token_id,
+                mc_num=settings.mc_num, mc_batch_size=min(settings.mc_batch_size, settings.mc_num),
+                seed=self.seed, batch_size=self.batch_size, pad_id=self.mask_id,
             )
             return [(float(score), greedy) for score, greedy in zip(scores, greedy_flags, strict=True)]
         scores = elbo_loglikelihood(
@@ -740,8 +742,7 @@ class DiffusionLM(TemplateLM):
                 block_length=block_length, steps=steps, temperature=settings.temperature,
                 remasking=settings.remasking, cfg_scale=settings.cfg_scale, eos_id=self.eos_ids,
                 variable_length=settings.variable_length,
-                suppress_eos_confidence=settings.suppress_eos_confidence, stop=stops or None,
-                seed=seeds,
+                suppress_eos_confidence=settings.suppress_eos_confidence, stop=stops or None, seed=seeds,
                 threshold=settings.threshold, pad_id=self.mask_id, kv_cache=settings.kv_cache,
             )
         texts, generated = [], 0
