@@ -4,10 +4,12 @@
 iLLaDA or LLaDA checkpoint on lm-eval tasks once ``illada_eval`` is imported. Requests become
 calls of the diffusion API in ``illada_eval.model``:
 
-- ``loglikelihood``: iLLaDA's confidence score or LLaDA's Monte Carlo ELBO (exact in one pass for
-  a one-token continuation), with lm-eval's greedy flag, many documents per model call;
+- ``loglikelihood``: iLLaDA's confidence score, LLaDA's Monte Carlo ELBO (exact in one pass for
+  a one-token continuation) or Dream's Monte Carlo estimator (``mc_scoring=dream``), with
+  lm-eval's greedy flag, many documents per model call;
 - ``loglikelihood_rolling``: the ELBO of each of lm-eval's rolling windows, summed;
-- ``generate_until``: LLaDA's sampler (blocks, low-confidence remasking), variable length.
+- ``generate_until``: LLaDA's sampler (blocks, low-confidence remasking), variable length; or
+  Dream's sampler when ``remasking`` is one of its ``alg`` orders.
 
 Every request draws its random numbers from a seed derived from its own tokens, so a result
 depends neither on the batch it ran in nor on the process that ran it: batch size and the number
@@ -52,12 +54,14 @@ from illada_eval.model import (
     model_device,
     resolve_checkpoint,
 )
+from illada_eval.model.dream_likelihood import dream_loglikelihood
+from illada_eval.model.dream_sampler import DREAM_ALGS, dream_generate
 from illada_eval.model.kv_cache import KV_CACHE_MODES
 from illada_eval.model.masking import derive_seed
 
 log = logging.getLogger(__name__)
 
-SCORING_METHODS = ("confidence", "elbo")
+SCORING_METHODS = ("confidence", "elbo", "dream")
 # token names that end a turn in the chat formats of the models we evaluate (LLaDA's, Qwen-style,
 # and our trainer's tokenizers)
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>", "<eot>")
@@ -68,7 +72,7 @@ DEFAULT_MAX_LENGTH = 2048
 class ScoringSettings:
     """How ``loglikelihood`` scores a continuation (a task's ``metadata.illada``)."""
 
-    scoring: str = "elbo"  # "confidence" (iLLaDA) or "elbo" (LLaDA's Monte Carlo bound)
+    scoring: str = "elbo"  # "confidence" (iLLaDA), "elbo" (LLaDA's Monte Carlo bound), "dream"
     mc_num: int = 128  # ELBO draws; a one-token continuation always takes one exact pass
     mc_batch_size: int = 32  # draws stratified together (LLaDA's mini-batch)
     cfg_scale: float = 0.0  # unsupervised classifier-free guidance
@@ -90,8 +94,11 @@ class GenerationSettings:
     block_length: int = 32
     steps: int | None = None  # total steps over the budget; None: one token per step
     steps_per_block: int | None = None  # alternative to steps; wins when set
-    remasking: str = "low_confidence"
+    remasking: str = "low_confidence"  # or a Dream alg: Dream's sampler, the budget as one canvas
     temperature: float = 0.0
+    alg_temp: float | None = None  # Dream's sampler only, as are top_p and top_k
+    top_p: float | None = None
+    top_k: int | None = None
     variable_length: bool = True
     suppress_eos_confidence: bool = False
     cfg_scale: float = 0.0
@@ -99,12 +106,17 @@ class GenerationSettings:
     kv_cache: str | None = None  # Fast-dLLM approximate cache: "prefix" or "dual"
 
     def __post_init__(self) -> None:
-        _set_numbers(self, ints=("gen_length", "block_length", "steps", "steps_per_block"),
-                     floats=("temperature", "cfg_scale", "threshold"))
+        _set_numbers(self, ints=("gen_length", "block_length", "steps", "steps_per_block", "top_k"),
+                     floats=("temperature", "cfg_scale", "threshold", "alg_temp", "top_p"))
         if self.gen_length < 1 or self.block_length < 1:
             raise ValueError(f"gen_length and block_length must be positive, got {self.gen_length}, {self.block_length}")
         if self.kv_cache not in (None, *KV_CACHE_MODES):
             raise ValueError(f"kv_cache must be one of {KV_CACHE_MODES} or left unset, got {self.kv_cache!r}")
+        if self.remasking in DREAM_ALGS and (self.kv_cache or self.threshold is not None or self.cfg_scale > 0):
+            raise ValueError(
+                f"remasking={self.remasking!r} is Dream's sampler, which has no kv_cache, threshold or "
+                "cfg_scale: leave them unset, or pick LLaDA's sampler (low_confidence / random)"
+            )
 
     def plan(self, max_gen_toks: int) -> tuple[int, int, int]:
         """``(gen_length, block_length, steps)`` for the sampler from a request's budget.
@@ -231,7 +243,7 @@ def load_tokenizer(source: Any, checkpoint: Path | None) -> Any:
 
 @register_model("illada")
 class DiffusionLM(TemplateLM):
-    """lm-eval backend for iLLaDA and LLaDA checkpoints (and any masked-diffusion logits callable).
+    """lm-eval backend for iLLaDA, LLaDA and Dream checkpoints (and any masked-diffusion logits callable).
 
     Args:
         pretrained: checkpoint directory or Hub id (``illada_eval.load_model``), or a loaded model
@@ -244,8 +256,8 @@ class DiffusionLM(TemplateLM):
         max_length: context limit in tokens; default: the config's max_position_embeddings.
         mc_scoring, mc_num, mc_batch_size, cfg_scale, greedy_flag: default likelihood settings
             (see :class:`ScoringSettings`); a task's ``metadata.illada`` overrides them.
-        gen_length, block_length, steps, steps_per_block, remasking, temperature,
-            variable_length, suppress_eos_confidence, threshold, kv_cache: default generation settings
+        gen_length, block_length, steps, steps_per_block, remasking, temperature, alg_temp, top_p,
+            top_k, variable_length, suppress_eos_confidence, threshold, kv_cache: default generation settings
             (see :class:`GenerationSettings`); a request's generation_kwargs override them.
         mask_id: mask token id; default ``model.config.mask_token_id``.
         seed: root of every request's own random seed.
@@ -274,6 +286,9 @@ class DiffusionLM(TemplateLM):
         steps_per_block: int | None = None,
         remasking: str = "low_confidence",
         temperature: float = 0.0,
+        alg_temp: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
         variable_length: bool = True,
         suppress_eos_confidence: bool = False,
         threshold: float | None = None,
@@ -320,7 +335,8 @@ class DiffusionLM(TemplateLM):
             GenerationSettings(),
             dict(gen_length=gen_length, block_length=block_length, steps=steps,
                  steps_per_block=steps_per_block, remasking=remasking, temperature=temperature,
-                 variable_length=variable_length, suppress_eos_confidence=suppress_eos_confidence,
+                 alg_temp=alg_temp, top_p=top_p, top_k=top_k, variable_length=variable_length,
+                 suppress_eos_confidence=suppress_eos_confidence,
                  cfg_scale=cfg_scale, threshold=threshold, kv_cache=kv_cache),
             "model_args",
         )
@@ -582,6 +598,14 @@ class DiffusionLM(TemplateLM):
             greedy_flags = [bool(greedy) for _, greedy in confident]
         else:
             greedy_flags = [False] * len(contexts)
+        if settings.scoring == "dream":
+            # Dream's harness appends the tokenizer's EOS to the continuation
+            scores = dream_loglikelihood(
+                self._model, contexts, continuations, mask_id=self.mask_id, eos_id=self.eot_token_id,
+                mc_num=settings.mc_num, mc_batch_size=min(settings.mc_batch_size, settings.mc_num),
+                seed=self.seed, batch_size=self.batch_size, pad_id=self.mask_id,
+            )
+            return [(float(score), greedy) for score, greedy in zip(scores, greedy_flags, strict=True)]
         scores = elbo_loglikelihood(
             self._model, contexts, continuations, mc_num=settings.mc_num,
             mc_batch_size=min(settings.mc_batch_size, settings.mc_num), seed=self.seed, **common,
@@ -704,15 +728,23 @@ class DiffusionLM(TemplateLM):
         room = self.max_length - gen_length
         prompts = [self._fit_context(self.tok_encode(c), room, "generate_until") for c in contexts]
         stops = [tokens for s in until if (tokens := self.tok_encode(s, add_special_tokens=False))]
-        output = generate(
-            self._model, prompts, mask_id=self.mask_id, gen_length=gen_length,
-            block_length=block_length, steps=steps, temperature=settings.temperature,
-            remasking=settings.remasking, cfg_scale=settings.cfg_scale, eos_id=self.eos_ids,
-            variable_length=settings.variable_length,
-            suppress_eos_confidence=settings.suppress_eos_confidence, stop=stops or None,
-            seed=[derive_seed(self.seed, prompt, [k]) for prompt, k in zip(prompts, occurrences, strict=True)],
-            threshold=settings.threshold, pad_id=self.mask_id, kv_cache=settings.kv_cache,
-        )
+        seeds = [derive_seed(self.seed, prompt, [k]) for prompt, k in zip(prompts, occurrences, strict=True)]
+        if settings.remasking in DREAM_ALGS:  # Dream's sampler: the whole budget as one canvas
+            output = dream_generate(
+                self._model, prompts, mask_id=self.mask_id, max_new_tokens=max_gen_toks,
+                steps=settings.steps or max_gen_toks, alg=settings.remasking, alg_temp=settings.alg_temp,
+                temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
+                eos_id=self.eos_ids, stop=stops or None, seed=seeds, pad_id=self.mask_id,
+            )
+        else:
+            output = generate(
+                self._model, prompts, mask_id=self.mask_id, gen_length=gen_length,
+                block_length=block_length, steps=steps, temperature=settings.temperature,
+                remasking=settings.remasking, cfg_scale=settings.cfg_scale, eos_id=self.eos_ids,
+                variable_length=settings.variable_length,
+                suppress_eos_confidence=settings.suppress_eos_confidence, stop=stops or None, seed=seeds,
+                threshold=settings.threshold, pad_id=self.mask_id, kv_cache=settings.kv_cache,
+            )
         texts, generated = [], 0
         for tokens in output.tokens:
             tokens = tokens[:max_gen_toks]

@@ -1,6 +1,6 @@
-"""Loading checkpoints: the project's own saves and the official iLLaDA and LLaDA layouts.
+"""Loading checkpoints: the project's own saves and the official iLLaDA, LLaDA and Dream layouts.
 
-All three go through one path: read config.json and translate it, read the safetensors
+All go through one path: read config.json and translate it, read the safetensors
 (single file or sharded), rename the tensors to this implementation's names, check every name
 and shape against the config, then assign the tensors into a model built without memory.
 No remote code is run.
@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from .config import ILLADA_MASK_TOKEN_ID, LLADA_MASK_TOKEN_ID, ILLaDAConfig
+from .config import LLADA_MASK_TOKEN_ID, ILLaDAConfig
+from .dream import DREAM_MASK_TOKEN_ID, DreamConfig, DreamForMaskedLM
 from .modeling import ILLaDAForMaskedLM
 
 HUB_FILE_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.py"]
@@ -63,19 +64,20 @@ def resolve_checkpoint(path_or_hub_id: str | Path, revision: str | None = None) 
 
 
 def read_config(directory: Path) -> tuple[str, ILLaDAConfig]:
-    """The checkpoint's kind ('illada_eval', 'illada' or 'llada') and its translated config."""
+    """The checkpoint's kind ('illada_eval', 'illada', 'llada' or 'dream') and its translated config."""
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise CheckpointError(
             f"{directory} has no config.json: point at a directory written by save_pretrained "
-            "or an official iLLaDA / LLaDA checkpoint"
+            "or an official iLLaDA / LLaDA / Dream checkpoint"
         )
     try:
         raw = json.loads(config_file.read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{config_file} is not valid JSON ({error}); restore the file") from error
     kind = checkpoint_kind(raw, config_file)
-    translate = {"illada_eval": config_from_own, "illada": config_from_illada, "llada": config_from_llada}
+    translate = {"illada_eval": config_from_own, "illada": config_from_illada, "llada": config_from_llada,
+                 "dream": config_from_dream}
     return kind, translate[kind](raw, config_file)
 
 
@@ -85,6 +87,8 @@ def checkpoint_kind(raw: dict[str, Any], config_file: Path) -> str:
     auto_map = json.dumps(raw.get("auto_map", {}))
     if model_type == ILLaDAConfig.model_type:
         return "illada_eval"
+    if model_type in ("Dream", DreamConfig.model_type) or "DreamModel" in architectures:
+        return "dream"
     if model_type == "llada" or "LLaDAModelLM" in architectures or "d_model" in raw:
         return "llada"
     if "ILLaDAForCausalLM" in architectures or "ILLaDA" in auto_map or model_type == "illada":
@@ -92,7 +96,7 @@ def checkpoint_kind(raw: dict[str, Any], config_file: Path) -> str:
     raise CheckpointError(
         f"{config_file}: unknown architecture (model_type={model_type!r}, "
         f"architectures={architectures}). Supported: iLLaDA (ILLaDAForCausalLM), "
-        "LLaDA (model_type 'llada') and this project's own saves (model_type 'illada_eval')."
+        "LLaDA (model_type 'llada'), Dream (model_type 'Dream') and this project's own saves."
     )
 
 
@@ -107,33 +111,52 @@ def config_from_own(raw: dict[str, Any], config_file: Path) -> ILLaDAConfig:
 
 def config_from_illada(raw: dict[str, Any], config_file: Path) -> ILLaDAConfig:
     require(not raw.get("attention_bias") and not raw.get("mlp_bias"), config_file, "biases")
-    require(raw.get("hidden_act", "silu") == "silu", config_file, f"hidden_act={raw.get('hidden_act')}")
     require(raw.get("layer_norm_eps") is None, config_file, "LayerNorm (layer_norm_eps is set)")
+    return ILLaDAConfig(**llama_style_fields(raw, config_file))
+
+
+def config_from_dream(raw: dict[str, Any], config_file: Path) -> DreamConfig:
+    """Dream's Qwen2 config.json (or this project's save of a Dream network); the mask id comes
+    from config.json, else generation_config.json, else Dream-v0's."""
+    if raw.get("model_type") == DreamConfig.model_type:
+        return DreamConfig.from_dict(raw)
+    require(not raw.get("use_sliding_window"), config_file, "use_sliding_window=true")
+    fields = llama_style_fields(raw, config_file)
+    generation_file = config_file.parent / "generation_config.json"
+    generation = json.loads(generation_file.read_text()) if generation_file.is_file() else {}
+    mask_id = fields.get("mask_token_id", generation.get("mask_token_id", DREAM_MASK_TOKEN_ID))
+    if not 0 <= mask_id < fields["vocab_size"]:
+        raise CheckpointError(
+            f"{config_file}: mask_token_id {mask_id} is outside the vocabulary "
+            f"({fields['vocab_size']} tokens); set mask_token_id in config.json"
+        )
+    fields["mask_token_id"] = mask_id
+    return DreamConfig(**fields)
+
+
+def llama_style_fields(raw: dict[str, Any], config_file: Path) -> dict[str, Any]:
+    """The settings iLLaDA's (Llama) and Dream's (Qwen2) config.json name alike; absent optional
+    ones are left to the config class's defaults (each model's own)."""
+    require(raw.get("hidden_act", "silu") == "silu", config_file, f"hidden_act={raw.get('hidden_act')}")
     rope_scaling = raw.get("rope_scaling")
     require(
         rope_scaling is None or rope_scaling.get("rope_type", rope_scaling.get("type")) == "default",
         config_file,
         f"rope_scaling={rope_scaling}",
     )
-    rope_theta = raw.get("rope_theta") or (raw.get("rope_parameters") or {}).get("rope_theta", 500000.0)
-    return ILLaDAConfig(
-        vocab_size=raw["vocab_size"],
-        hidden_size=raw["hidden_size"],
-        intermediate_size=raw["intermediate_size"],
-        num_hidden_layers=raw["num_hidden_layers"],
-        num_attention_heads=raw["num_attention_heads"],
-        num_key_value_heads=raw.get("num_key_value_heads"),
-        head_dim=raw.get("head_dim"),
-        max_position_embeddings=raw.get("max_position_embeddings", 8192),
-        rms_norm_eps=raw.get("rms_norm_eps", 1e-5),
-        rope_theta=rope_theta,
-        initializer_range=raw.get("initializer_range", 0.02),
-        tie_word_embeddings=raw.get("tie_word_embeddings", True),
-        mask_token_id=raw.get("mask_token_id", ILLADA_MASK_TOKEN_ID),
-        pad_token_id=raw.get("pad_token_id"),
-        bos_token_id=raw.get("bos_token_id"),
-        eos_token_id=raw.get("eos_token_id"),
+    fields = {name: raw[name] for name in (
+        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    )}
+    optional = (
+        "num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps",
+        "initializer_range", "tie_word_embeddings", "mask_token_id",
+        "pad_token_id", "bos_token_id", "eos_token_id",
     )
+    fields.update({name: raw[name] for name in optional if raw.get(name) is not None})
+    rope_theta = raw.get("rope_theta") or (raw.get("rope_parameters") or {}).get("rope_theta")
+    if rope_theta is not None:
+        fields["rope_theta"] = rope_theta
+    return fields
 
 
 def config_from_llada(raw: dict[str, Any], config_file: Path) -> ILLaDAConfig:
@@ -237,7 +260,7 @@ def load_model(
     device: str | torch.device | None = None,
     revision: str | None = None,
 ) -> ILLaDAForMaskedLM:
-    """Load an iLLaDA or LLaDA checkpoint (own save, official layout, or Hub id), in eval mode.
+    """Load an iLLaDA, LLaDA or Dream checkpoint (own save, official layout, or Hub id), in eval mode.
 
     ``dtype=None`` keeps the dtype the weights were stored in; ``device=None`` means CPU.
     """
@@ -254,7 +277,7 @@ def load_model(
     dtype = dtype or next(t.dtype for t in tensors.values() if t.is_floating_point())
     tensors = {name: t.to(dtype) for name, t in tensors.items()}
     with torch.device("meta"):
-        model = ILLaDAForMaskedLM(config)
+        model = DreamForMaskedLM(config) if kind == "dream" else ILLaDAForMaskedLM(config)
     check_tensors(model, tensors, directory)
     model.load_state_dict(tensors, strict=False, assign=True)
     if config.tie_word_embeddings:

@@ -197,22 +197,41 @@ def elbo_loglikelihood(
     gives the same numbers, whatever the batch.
     """
     pairs = _Pairs.build(prompts, continuations, mask_id if pad_id is None else pad_id)
-    row_pair, row_masks, row_weights = [], [], []
-    width = int(pairs.continuation_lengths.max()) if len(pairs.ids) else 0
-    for index, (prompt, continuation) in enumerate(zip(prompts, continuations)):
-        if not continuation:
-            continue
-        generator = seeded_generator(derive_seed(seed, prompt, continuation))
-        masks, weights = elbo_mask_plan(
+    plans = [
+        elbo_mask_plan(
             len(continuation), mc_num=mc_num, mc_batch_size=mc_batch_size,
-            generator=generator, mask_sampling=mask_sampling,
-        )
+            generator=seeded_generator(derive_seed(seed, prompt, continuation)),
+            mask_sampling=mask_sampling,
+        ) if continuation else None
+        for prompt, continuation in zip(prompts, continuations)
+    ]
+    return _score_mask_plans(model, pairs, plans, mask_id=mask_id, cfg_scale=cfg_scale, batch_size=batch_size)
+
+
+def _score_mask_plans(
+    model: LogitsModel,
+    pairs: _Pairs,
+    plans: Sequence[tuple[torch.Tensor, torch.Tensor] | None],
+    *,
+    mask_id: int,
+    cfg_scale: float,
+    batch_size: int,
+) -> list[float]:
+    """Each pair's ``sum_r weights[r] * sum_{i masked in r} log p(c_i | rest)`` from its plan
+    ``(masks [n, continuation length], weights [n])`` (``None``: scores 0); the rows of all
+    pairs share model calls."""
+    width = int(pairs.continuation_lengths.max()) if len(pairs.ids) else 0
+    row_pair, row_masks, row_weights = [], [], []
+    for index, plan in enumerate(plans):
+        if plan is None:
+            continue
+        masks, weights = plan
         row_pair.append(torch.full((len(masks),), index, dtype=torch.long))
         row_masks.append(torch.nn.functional.pad(masks, (0, width - masks.shape[1])))
         row_weights.append(weights)
     scores = torch.zeros(len(pairs.ids), dtype=torch.float64)
-    if row_pair:
-        pair_of_row = torch.cat(row_pair)
+    pair_of_row = torch.cat(row_pair) if row_pair else torch.zeros(0, dtype=torch.long)
+    if len(pair_of_row):
         sums = _masked_logprob_sums(
             model, pairs, pair_of_row, torch.cat(row_masks),
             mask_id=mask_id, cfg_scale=cfg_scale, batch_size=batch_size,

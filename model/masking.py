@@ -31,6 +31,16 @@ def derive_seed(seed: int, *parts: int | Iterable[int]) -> int:
     return int.from_bytes(digest.digest(), "little") >> 1
 
 
+def prompt_seeds(seed: int | Sequence[int], count: int) -> list[int]:
+    """One seed per prompt: derived from ``(seed, i)`` for an int, else the given list (which
+    lets a caller keep results independent of how it splits its requests)."""
+    if isinstance(seed, int):
+        return [derive_seed(seed, i) for i in range(count)]
+    if len(seed) != count:
+        raise ValueError(f"got {len(seed)} seeds for {count} prompts: give one per prompt or an int")
+    return [int(s) for s in seed]
+
+
 def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)

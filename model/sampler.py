@@ -20,7 +20,7 @@ import torch
 
 from ._logits import LogitsModel, apply_guidance, call_logits, model_device, pad_batch, with_unconditional
 from .kv_cache import BlockKVCache
-from .masking import derive_seed, seeded_generator
+from .masking import prompt_seeds, seeded_generator
 
 REMASKING = ("low_confidence", "random")
 
@@ -246,12 +246,7 @@ def generate(
         eos_ids, variable_length, suppress_eos_confidence,
     )
     cache = BlockKVCache(kv_cache) if kv_cache is not None else None
-    if isinstance(seed, int):
-        seeds = [derive_seed(seed, i) for i in range(len(prompts))]
-    elif len(seed) == len(prompts):
-        seeds = [int(s) for s in seed]
-    else:
-        raise ValueError(f"got {len(seed)} seeds for {len(prompts)} prompts: give one per prompt or an int")
+    seeds = prompt_seeds(seed, len(prompts))
     if not prompts:
         return GenerateOutput(tokens=[], nfe=0, nfe_per_sequence=[], stopped=[])
     device = model_device(model)
