@@ -216,6 +216,9 @@ class TaskProtocol:
     until: tuple[str, ...] = ()
     extraction: str = ""  # how the answer is read from the output
     alias: str = ""  # lm-eval task_alias
+    remasking: str | None = None  # a Dream ``alg``: Dream's sampler (None: LLaDA's low-confidence remasking)
+    temperature: float = 0.0
+    top_p: float | None = None
 
     @property
     def offline(self) -> bool:
@@ -228,11 +231,13 @@ class TaskProtocol:
         if self.scoring != "generation":
             return None
         kwargs = {"until": list(self.until), "max_gen_toks": self.gen_length}
-        if self.block_length is not None:  # the diffusion adapter's sampler settings
+        if self.remasking is not None:  # Dream's sampler: the whole budget as one canvas
+            kwargs |= {"remasking": self.remasking, "steps": self.steps, "top_p": self.top_p}
+        elif self.block_length is not None:  # LLaDA's sampler
             kwargs |= {"block_length": self.block_length, "steps": self.steps, "variable_length": self.variable_length,
                        "suppress_eos_confidence": self.confidence_eos_eot_inf}
             kwargs |= {"logits_eos_inf": True} if self.logits_eos_inf else {}
-        return kwargs | {"do_sample": False, "temperature": 0.0}
+        return kwargs | {"do_sample": self.temperature > 0, "temperature": self.temperature}
 
     @property
     def scoring_settings(self) -> dict:
@@ -381,6 +386,74 @@ def _llada_base() -> tuple[TaskProtocol, ...]:
     )
 
 
+def _dream_base() -> tuple[TaskProtocol, ...]:
+    """Dream-v0-Base-7B: Dream's eval_dream_mc.sh / eval_dream_gen.sh (dream.md)."""
+    source = "Dream repository eval/eval_dream_mc.sh, eval_dream_gen.sh (dream.md)"
+    likelihood = dict(scoring="dream", mc_num=128, cfg_scale=0.0, source=source)
+    # steps = max_new_tokens, top_p 0.95; Dream's eval.py defaults to alg="entropy"
+    gen = dict(scoring="generation", remasking="entropy", top_p=0.95, source=source)
+    return (
+        TaskProtocol("mmlu", "dream_base_mmlu", Subtasks("mmlu_{subset}", MMLU_SUBJECTS), "mmlu", "test", 5,
+                     "lm-eval mmlu (5-shot)", metric="acc,none", alias="MMLU (Dream base, 5-shot)", **likelihood),
+        TaskProtocol("bbh", "dream_base_bbh", Subtasks("bbh_cot_fewshot_{subset}", BBH_SUBSETS), "bbh", "test", 3,
+                     "lm-eval bbh_cot_fewshot (3-shot)", metric="exact_match,get-answer", gen_length=512, steps=512,
+                     until=("</s>", "Q", "\n\n"), extraction="lm-eval get-answer", alias="BBH (Dream base)", **gen),
+        TaskProtocol("arc_challenge", "dream_base_arc_challenge", "arc/_arc_template_yaml", "arc_challenge", "test",
+                     0, "lm-eval arc_challenge", metric="acc_norm,none", alias="ARC-Challenge (Dream base)",
+                     **likelihood),
+        TaskProtocol("hellaswag", "dream_base_hellaswag", "hellaswag/_hellaswag_template_yaml", "hellaswag",
+                     "validation", 0, "lm-eval hellaswag", metric="acc_norm,none", alias="HellaSwag (Dream base)",
+                     **likelihood),
+        TaskProtocol("gsm8k", "dream_base_gsm8k", LmEvalTask("gsm8k_cot"), "gsm8k", "test", 8,
+                     "lm-eval gsm8k_cot (8-shot chain of thought)", metric="exact_match,flexible-extract",
+                     gen_length=256, steps=256, until=("Q:", "</s>", "<|im_end|>"),
+                     extraction="lm-eval strict-match / flexible-extract", alias="GSM8K (Dream base, 8-shot CoT)",
+                     **gen),
+        TaskProtocol("math", "dream_base_math", "math/_math_template_yaml", "hendrycks_math", "test", 4,
+                     "lm-eval minerva_math prompt and its 4 exemplars, full test set", metric="exact_match,none",
+                     gen_length=512, steps=512, until=("Problem:",), extraction="boxed / final answer, sympy equivalence",
+                     alias="MATH (Dream base, full test set)", **gen),
+        TaskProtocol("humaneval", "dream_base_humaneval", "code/_humaneval_template_yaml", "humaneval", "test", 0,
+                     "lm-eval humaneval", metric="pass@1,none", gen_length=512, steps=512, temperature=0.2,
+                     until=("\nclass", "\ndef", "\n#", "\nif", "\nprint"), extraction="completion + tests in the sandbox",
+                     alias="HumanEval (Dream base)", **gen),
+        TaskProtocol("mbpp", "dream_base_mbpp", "code/_mbpp_template_yaml", "mbpp", "test", 3,
+                     "lm-eval mbpp (3-shot, [BEGIN]/[DONE])", metric="pass@1,none", gen_length=512, steps=512,
+                     temperature=0.2, until=("[DONE]",), extraction="code before [DONE], tests in the sandbox",
+                     alias="MBPP (Dream base)", **gen),
+    )
+
+
+def _dream_instruct() -> tuple[TaskProtocol, ...]:
+    """Dream-v0-Instruct-7B: Dream's eval_instruct/eval.sh (dream.md): chat template, temperature
+    0.1, top_p 0.9, alg entropy, steps = max_new_tokens."""
+    source = "Dream repository eval_instruct/eval.sh (dream.md)"
+    gen = dict(scoring="generation", remasking="entropy", top_p=0.9, temperature=0.1, source=source)
+    return (
+        TaskProtocol("mmlu", "dream_instruct_mmlu", Subtasks("mmlu_{subset}_generative", MMLU_SUBJECTS), "mmlu",
+                     "test", 4, "lm-eval mmlu_generative (4-shot)", metric="exact_match,get_response",
+                     gen_length=128, steps=128, until=("</s>", "\n"), extraction="first line of the reply",
+                     alias="MMLU (Dream instruct)", **gen),
+        TaskProtocol("mmlu_pro", "dream_instruct_mmlu_pro",
+                     Subtasks("mmlu_pro_{subset}", MMLU_PRO_CATEGORIES, subset_in_dataset=False), "mmlu_pro", "test", 4,
+                     "lm-eval mmlu_pro (4-shot)", metric="exact_match,custom-extract", gen_length=128, steps=128,
+                     until=("Question:",), extraction="lm-eval custom-extract", alias="MMLU-Pro (Dream instruct)", **gen),
+        TaskProtocol("gsm8k", "dream_instruct_gsm8k", LmEvalTask("gsm8k_cot"), "gsm8k", "test", 0,
+                     "lm-eval gsm8k_cot, 0-shot", metric="exact_match,flexible-extract", gen_length=256, steps=256,
+                     until=("Q:", "</s>", "<|im_end|>"), extraction="lm-eval strict-match / flexible-extract",
+                     alias="GSM8K (Dream instruct)", **gen),
+        TaskProtocol("math", "dream_instruct_math", "math/_math_template_yaml", "hendrycks_math", "test", 0,
+                     "lm-eval minerva_math prompt, 0-shot, full test set", metric="exact_match,none", gen_length=512,
+                     steps=512, until=("Problem:",), extraction="boxed / final answer, sympy equivalence",
+                     alias="MATH (Dream instruct, full test set)", **gen),
+        TaskProtocol("humaneval", "dream_instruct_humaneval", "code/_humaneval_instruct_template_yaml", "humaneval",
+                     "test", 0, "lm-eval humaneval_instruct", metric="pass@1,none", gen_length=768, steps=768,
+                     until=("\nclass", "\ndef", "\n#", "\nif", "\nprint"),
+                     extraction="first fenced code block, tests in the sandbox", alias="HumanEval (Dream instruct)",
+                     **gen),
+    )
+
+
 def _autoregressive(tasks: tuple[TaskProtocol, ...], source: str) -> tuple[TaskProtocol, ...]:
     """The same tasks for lm-eval's ``hf`` backend: no diffusion settings, greedy decoding."""
     ar = dict(block_length=None, steps=None, variable_length=None, logits_eos_inf=False,
@@ -417,6 +490,23 @@ PROTOCOLS: dict[str, Protocol] = {
                            "mbpp": "the shots: Table 1 says 4, lm-eval's stock mbpp holds 3 exemplars"},
                  notes=("eval_llada.py decodes with special tokens, splits at each stop string, then drops "
                         "special tokens, so text after an EOS survives; this protocol cuts at EOS.",)),
+        Protocol("dream-base", "Dream-7B-Base (iLLaDA paper Table 2)", (("base", "Dream-7B-Base"),), "base",
+                 "illada", False, "Dream repository eval scripts (lm-eval, Dream's own sampler and estimator)",
+                 _dream_base(),
+                 unstated={"arc_challenge": "whether the table shows acc or acc_norm",
+                           "hellaswag": "whether the table shows acc or acc_norm",
+                           "gsm8k": "which lm-eval filter the table shows (strict-match or flexible-extract)",
+                           "bbh": "the base model's alg (entropy assumed, Dream's eval.py default)",
+                           "humaneval": "the code post-processing after escape_until"},
+                 notes=("Whether the iLLaDA authors re-evaluated Dream or quoted Dream's report is not stated.",
+                        "Dream's harness uses one max_new_tokens for every request; here each task pins its own.")),
+        Protocol("dream-instruct", "Dream-7B-Instruct (iLLaDA paper Table 3, secondary)",
+                 (("instruct", "Dream-7B-Instruct"),), "instruct", "illada", True,
+                 "Dream repository eval_instruct/eval.sh", _dream_instruct(),
+                 unstated={"mmlu": "the answer extraction Dream's harness applies",
+                           "mmlu_redux": "its task and settings (not in dream.md)",
+                           "mbpp": "its task and settings (not in dream.md)"},
+                 notes=("MMLU-Redux and MBPP have no task here: dream.md does not give their settings.",)),
         Protocol("qwen2.5-base", "Qwen2.5-7B under iLLaDA's shots and prompts (iLLaDA paper Table 2)",
                  (("base", "Qwen2.5-7B"),), "base", "hf", False,
                  "re-evaluated by the iLLaDA authors under iLLaDA's shots",

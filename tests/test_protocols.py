@@ -67,6 +67,39 @@ def test_protocol_settings_are_those_of_its_sources(name):
             assert task.metric == metric, where
 
 
+# Dream's scripts (dream.md): (benchmark, shots, scoring, mc_num, (max_new_tokens, temperature) or None)
+DREAM_REFERENCE = {
+    "dream-base": (0.95, [
+        ("mmlu", 5, "dream", 128, None), ("bbh", 3, "generation", None, (512, 0.0)),
+        ("arc_challenge", 0, "dream", 128, None), ("hellaswag", 0, "dream", 128, None),
+        ("gsm8k", 8, "generation", None, (256, 0.0)), ("math", 4, "generation", None, (512, 0.0)),
+        ("humaneval", 0, "generation", None, (512, 0.2)), ("mbpp", 3, "generation", None, (512, 0.2)),
+    ]),
+    "dream-instruct": (0.9, [
+        ("mmlu", 4, "generation", None, (128, 0.1)), ("mmlu_pro", 4, "generation", None, (128, 0.1)),
+        ("gsm8k", 0, "generation", None, (256, 0.1)), ("math", 0, "generation", None, (512, 0.1)),
+        ("humaneval", 0, "generation", None, (768, 0.1)),
+    ]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DREAM_REFERENCE))
+def test_dream_protocols_use_dreams_sampler_and_estimator(name):
+    protocol = get_protocol(name)
+    top_p, rows = DREAM_REFERENCE[name]
+    assert [task.benchmark for task in protocol.tasks] == [row[0] for row in rows]
+    for benchmark, shots, scoring, mc_num, generation in rows:
+        task, where = protocol.task_for(benchmark), f"{name} / {benchmark}"
+        assert (task.num_fewshot, task.scoring, task.mc_num) == (shots, scoring, mc_num), where
+        if generation is not None:
+            kwargs = task.generation_kwargs
+            # diffusion steps = max_new_tokens, Dream's entropy order, nucleus sampling
+            assert (kwargs["max_gen_toks"], kwargs["temperature"]) == generation, where
+            assert (kwargs["steps"], kwargs["remasking"], kwargs["top_p"]) == (generation[0], "entropy", top_p), where
+            assert "block_length" not in kwargs, where
+    assert get_protocol(name).task_for("math").dataset == "hendrycks_math"  # Dream reports the full set
+
+
 @pytest.mark.parametrize(("name", "runs"), [("qwen2.5-base", "illada-base"), ("qwen2.5-instruct", "illada-instruct")])
 def test_qwen_columns_run_the_illada_prompts_and_shots_through_lm_eval_hf(name, runs):
     protocol, illada = get_protocol(name), get_protocol(runs)

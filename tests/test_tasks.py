@@ -178,6 +178,19 @@ def test_llada_base_tasks_build_with_the_protocols_settings(task_manager, offlin
             assert task.instances[0].doc["answer"] == "0"
 
 
+@pytest.mark.parametrize(("protocol", "benchmark", "shot_marker"), [
+    ("dream-base", "gsm8k", "Q: "), ("dream-base", "math", "Problem:\n"), ("dream-instruct", "humaneval", None)])
+def test_dream_tasks_build_with_dreams_sampler_settings(task_manager, offline, protocol, benchmark, shot_marker):
+    entry = get_protocol(protocol).task_for(benchmark)
+    (task,) = _leaves(task_manager, entry.task).values()
+    kwargs = task.config.generation_kwargs
+    assert (kwargs["remasking"], kwargs["steps"], kwargs["max_gen_toks"]) == ("entropy", entry.gen_length,
+                                                                            entry.gen_length)
+    assert task.config.metadata["illada"]["protocol"] == protocol
+    if shot_marker:
+        assert _first_context(task).count(shot_marker) == entry.num_fewshot + 1
+
+
 @pytest.mark.parametrize(
     ("name", "marker", "shots"),
     [("illada_mmlu", "\nAnswer:", 5), ("illada_bbh", "Q: ", 3), ("illada_gsm8k", "Q: ", 4),
