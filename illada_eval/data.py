@@ -83,6 +83,12 @@ BBH_SUBSETS = (
     "web_of_lies", "word_sorting",
 )
 
+# the configs of EleutherAI/hendrycks_math: the full MATH test set (5,000 problems) by subject
+MATH_SUBJECTS = (
+    "algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
+    "prealgebra", "precalculus",
+)
+
 
 class DataUnavailableError(RuntimeError):
     """A benchmark could be read neither from the mirror nor from the Hub; the message says how to get it."""
@@ -136,6 +142,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("bbh", "SaylorTwift/bbh", subsets=BBH_SUBSETS),
         Benchmark("mmlu_redux", "fxmarty/mmlu-redux-2.0-ok", subsets=MMLU_SUBJECTS),
         Benchmark("mmlu_pro", "TIGER-Lab/MMLU-Pro"),
+        Benchmark("hendrycks_math", "EleutherAI/hendrycks_math", subsets=MATH_SUBJECTS),
     )
 }
 OFFLINE_BENCHMARKS = tuple(name for name, b in BENCHMARKS.items() if b.offline)
