@@ -59,20 +59,18 @@ def opencompass_gsm8k_process_results(doc: dict, results: list[str]) -> dict[str
 
 
 def boxed_answer_of(reply: str) -> str | None:
-    """The answer of a reply to math_0shot_gen_11c4b5: the last boxed answer ("\\boxed{{x}}" read as
-    x) or the last "final answer is X"; failing both, as OpenCompass's math_postprocess_v2, what
-    follows "answer is" in the first sentence that states one, else the first sentence."""
-    from illada_eval.checkers.math import extract_answer
+    """The answer of a reply to math_0shot_gen_11c4b5, as OpenCompass's math_postprocess_v2 reads
+    it: the last ``\\boxed{...}`` ("\\boxed{{x}}" read as x); failing that, what follows "answer
+    is" in the first sentence stating "final answer" or "answer is", else the first sentence."""
+    from illada_eval.data import last_boxed
 
-    answer = extract_answer(reply)
-    if answer is None:
-        sentences = reply.split(".")
-        stated = [s for s in sentences if re.search("final answer|answer is", s.lower())]
-        answer = re.split(r"final answer(?: is)?|answer is", (stated or sentences)[0], flags=re.IGNORECASE)[-1]
-        answer = answer.strip(" :$\n") or None
-    elif re.fullmatch(r"\{.*\}", answer, re.DOTALL):
-        answer = answer[1:-1]
-    return answer
+    answer = last_boxed(reply)
+    if answer is not None:
+        return answer[1:-1] if re.fullmatch(r"\{.*\}", answer, re.DOTALL) else answer
+    sentences = reply.split(".")
+    stated = [s for s in sentences if re.search("final answer|answer is", s.lower())]
+    answer = re.split(r"(?:final )?answer is|final answer", (stated or sentences)[0], flags=re.IGNORECASE)[-1]
+    return answer.strip(" :$\n") or None
 
 
 def hendrycks_math_process_results(doc: dict, results: list[str]) -> dict[str, float]:
