@@ -93,7 +93,9 @@ def test_task_follows_the_llada_instruct_protocol(task_manager, offline, name):
 def test_task_files_hold_only_the_protocol_settings(name):
     # the prompt and scoring live in the protocol-neutral template; a task file is what the
     # protocol registry generates: the template, the name, shots, generation settings, metadata
-    path = next(TASKS_DIR.glob(f"*/{name}.yaml"))
+    paths = list(TASKS_DIR.glob(f"*/{name}.yaml"))
+    assert len(paths) == 1, f"expected one task file {name}.yaml under {TASKS_DIR}, found {paths}"
+    path = paths[0]
     config = yaml.load(path.read_text(), Loader=yaml.BaseLoader)
     template = path.parent / config["include"]
     assert template.name.startswith("_") and template.name.endswith("_template_yaml") and template.is_file()
@@ -177,7 +179,8 @@ def test_first_option_reads_replies_as_opencompass(reply, expected):
     ("B", "B"), ("(B)", "B"), ("B. Paris", "B"), ("B) 42", "B"), ("The answer is (B).", "B"),
     ("answer: c", None), ("Answer: C", "C"), ("The correct option is D.", "D"), ("**D**", "D"),
     ("A good choice would be C", "C"), ("A bit of both", None), ("Paris", None), ("I think D", "D"),
-    ("B is right", "B"), ("", None),
+    ("B is right", "B"), ("", None), ("Option A is wrong; the answer is C.", "C"),
+    ("The correct choice is (D), not A", "D"),
 ])
 def test_answer_letter_takes_the_letter_the_reply_commits_to(reply, expected):
     assert answer_letter(reply) == expected

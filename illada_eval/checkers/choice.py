@@ -77,14 +77,16 @@ def first_option(text: str, options: str = "ABCD") -> str:
 def answer_letter(text: str, options: str = "ABCD") -> str | None:
     """The option letter ``text`` commits to, or None.
 
-    In order: an explicit statement ("answer is (B)", "Answer: B", "correct option is B"); a
-    letter opening the reply ("B", "(B)", "B. Paris", "B) 42"); a letter in parentheses anywhere;
-    a letter standing alone as a word, except the article "A" before a lowercase word ("A good
-    choice is ..." names no option)."""
+    In order: a stated answer ("answer is (B)", "Answer: B"), then a stated correct option ("the
+    correct option is B"; "Option A is wrong, the answer is C" is C); a letter opening the reply
+    ("B", "(B)", "B. Paris", "B) 42"); a letter in parentheses anywhere; a letter standing alone
+    as a word, except the article "A" before a lowercase word ("A good choice is ..." names no
+    option)."""
     x = f"[{options}]"
     word = rf"((?!A\s+[a-z]){x})(?![A-Za-z'])"  # a letter that is a word of its own, not "A" the article
     rules = (
-        rf"(?i:answer|option)\s*(?:is|:|=)?\s*(?:(?i:option)\s*)?[(\[*]*({x})(?![A-Za-z])",
+        rf"(?i:answer)\s*(?:is|:|=)?\s*(?:(?i:option)\s*)?[(\[*]*({x})(?![A-Za-z])",
+        rf"(?i:correct (?:option|choice))\s*(?:is|:|=)?\s*[(\[*]*({x})(?![A-Za-z])",
         rf"^[(\[*]*{word}",
         rf"\(({x})\)",
         rf"(?<![A-Za-z]){word}",
