@@ -176,11 +176,15 @@ BENCHMARK_BY_NAME = {bench.name: bench for bench in BENCHMARKS}
 
 @dataclass(frozen=True)
 class Subtasks:
-    """A group task: lm-eval's registered subtasks, one per subset of the dataset."""
+    """A group task, one subtask per subset of the dataset: lm-eval's registered subtasks (named
+    by ``pattern``), or, with ``template``, subtasks of our own built from that template."""
 
-    pattern: str  # lm-eval task name with {subset}: "bbh_cot_fewshot_{subset}"
+    pattern: str  # subtask name with {subset}: "bbh_cot_fewshot_{subset}"
     subsets: tuple[str, ...]
-    subset_in_dataset: bool = True  # pass the subset to the loader (False: the task filters itself)
+    subset_key: str | None = "subset"  # the loader's argument for the subset (None: the task filters itself)
+    template: str | None = None  # a template under tasks/ that our own subtasks are built from
+    weight_by_size: bool = True  # the group's score: weighted by subset size, or the mean over subsets
+    process_results: str | None = None  # a scoring function replacing the subtasks' (``utils.name``)
 
 
 @dataclass(frozen=True)
@@ -235,8 +239,7 @@ class TaskProtocol:
             kwargs |= {"remasking": self.remasking, "steps": self.steps, "top_p": self.top_p}
         elif self.block_length is not None:  # LLaDA's sampler
             kwargs |= {"block_length": self.block_length, "steps": self.steps, "variable_length": self.variable_length,
-                       "suppress_eos_confidence": self.confidence_eos_eot_inf}
-            kwargs |= {"logits_eos_inf": True} if self.logits_eos_inf else {}
+                       "logits_eos_inf": self.logits_eos_inf, "confidence_eos_eot_inf": self.confidence_eos_eot_inf}
         return kwargs | {"do_sample": self.temperature > 0, "temperature": self.temperature}
 
     @property
@@ -311,17 +314,18 @@ def _illada_instruct() -> tuple[TaskProtocol, ...]:
     source = "iLLaDA paper §5 (models-and-methods.md)"
     gen = dict(scoring="generation", variable_length=True, source=source)
     return (
-        TaskProtocol("mmlu", "illada_instruct_mmlu", Subtasks("mmlu_{subset}_generative", MMLU_SUBJECTS), "mmlu",
-                     "test", 0, "lm-eval mmlu_generative (0-shot)", metric="exact_match,get_response",
+        TaskProtocol("mmlu", "illada_instruct_mmlu",
+                     Subtasks("mmlu_{subset}_generative", MMLU_SUBJECTS, process_results="utils.letter_process_results"),
+                     "mmlu", "test", 0, "lm-eval mmlu_generative (0-shot)", metric="exact_match,get_response",
                      gen_length=4, block_length=4, steps=4, until=("</s>", "\n"),
-                     extraction="first line of the reply", alias="MMLU (iLLaDA instruct, generation)", **gen),
+                     extraction="the option letter the reply commits to", alias="MMLU (iLLaDA instruct, generation)", **gen),
         TaskProtocol("mmlu_redux", "illada_instruct_mmlu_redux",
                      Subtasks("mmlu_redux_{subset}_generative", MMLU_SUBJECTS), "mmlu_redux", "test", 0,
                      "lm-eval mmlu_redux_generative (0-shot)", metric="exact_match,default", gen_length=3,
                      block_length=3, steps=3, until=("</s>",), extraction="lm-eval default filter",
                      alias="MMLU-Redux (iLLaDA instruct, generation)", **gen),
         TaskProtocol("mmlu_pro", "illada_instruct_mmlu_pro",
-                     Subtasks("mmlu_pro_{subset}", MMLU_PRO_CATEGORIES, subset_in_dataset=False), "mmlu_pro",
+                     Subtasks("mmlu_pro_{subset}", MMLU_PRO_CATEGORIES, subset_key=None), "mmlu_pro",
                      "test", 0, "lm-eval mmlu_pro (0-shot)", metric="exact_match,custom-extract", gen_length=4096,
                      block_length=32, steps=4096, until=("Question:",), extraction="lm-eval custom-extract",
                      alias="MMLU-Pro (iLLaDA instruct, generation)", **gen),
@@ -386,6 +390,53 @@ def _llada_base() -> tuple[TaskProtocol, ...]:
     )
 
 
+def _llada_instruct() -> tuple[TaskProtocol, ...]:
+    """LLaDA-8B-Instruct: OpenCompass (the LLaDA repository's fork), one block per task, one token
+    per step, no stop strings (protocols.md; prompts from llada-instruct-prompts.json)."""
+    source = "LLaDA repository OpenCompass configs (examples/llada_*.py, configs/models/dllm)"
+    gen = dict(scoring="generation", variable_length=False, source=source)
+    return (
+        TaskProtocol("mmlu", "llada_instruct_mmlu",
+                     Subtasks("llada_instruct_mmlu_{subset}", MMLU_SUBJECTS, template="mmlu/_mmlu_gen_a484b3_template_yaml",
+                              weight_by_size=False),
+                     "mmlu", "test", 5, "OpenCompass mmlu_gen_a484b3 (5 dev shots, the subject hint)",
+                     metric="exact_match,none", gen_length=3, block_length=3, steps=3,
+                     extraction="first option letter (OpenCompass first_option_postprocess)",
+                     alias="MMLU (LLaDA instruct, 5-shot, OpenCompass)", **gen),
+        TaskProtocol("mmlu_pro", "llada_instruct_mmlu_pro",
+                     Subtasks("llada_instruct_mmlu_pro_{subset}", tuple(c.replace("_", " ") for c in MMLU_PRO_CATEGORIES),
+                              subset_key="category", template="mmlu_pro/_mmlu_pro_0shot_cot_gen_08c1de_template_yaml",
+                              weight_by_size=False),
+                     "mmlu_pro", "test", 0, "OpenCompass mmlu_pro_0shot_cot_gen_08c1de", metric="exact_match,none",
+                     gen_length=256, block_length=256, steps=256, extraction="the ANSWER: X line",
+                     alias="MMLU-Pro (LLaDA instruct, 0-shot CoT, OpenCompass)", **gen),
+        TaskProtocol("gsm8k", "llada_instruct_gsm8k", "math/_gsm8k_gen_1d7fe4_template_yaml", "gsm8k", "test", 4,
+                     "OpenCompass gsm8k_gen_1d7fe4 (4 chat turns)", metric="exact_match,none", gen_length=512,
+                     block_length=512, steps=512, confidence_eos_eot_inf=True,
+                     extraction="last number (OpenCompass gsm8k_postprocess)",
+                     alias="GSM8K (LLaDA instruct, 4-shot, OpenCompass)", **gen),
+        # iLLaDA Table 3's 42.2 is LLaDA's block-diffusion MATH (512 tokens in blocks of 64); one
+        # block of 512 gives the 31.9 of LLaDA's own table
+        TaskProtocol("math", "llada_instruct_math",
+                     Subtasks("llada_instruct_math_{subset}", MATH_SUBJECTS,
+                              template="math/_math_0shot_gen_11c4b5_template_yaml"),
+                     "hendrycks_math", "test", 0, "OpenCompass math_0shot_gen_11c4b5, full test set",
+                     metric="exact_match,none", gen_length=512, block_length=64, steps=512, confidence_eos_eot_inf=True,
+                     extraction="last boxed answer (OpenCompass math_postprocess_v2), sympy equivalence",
+                     alias="MATH (LLaDA instruct, full test set, blocks of 64)", **gen),
+        TaskProtocol("humaneval", "llada_instruct_humaneval", "code/_humaneval_gen_8e312c_template_yaml", "humaneval",
+                     "test", 0, "OpenCompass humaneval_gen_8e312c", metric="pass@1,none", gen_length=512,
+                     block_length=512, steps=512, logits_eos_inf=True,
+                     extraction="first fenced block (OpenCompass humaneval_postprocess_v2), tests in the sandbox",
+                     alias="HumanEval (LLaDA instruct, OpenCompass)", **gen),
+        TaskProtocol("mbpp", "llada_instruct_mbpp", "code/_mbpp_gen_830460_template_yaml", "mbpp", "test", 3,
+                     "OpenCompass mbpp_gen_830460 (3 chat shots)", metric="pass@1,none", gen_length=256,
+                     block_length=256, steps=256, confidence_eos_eot_inf=True,
+                     extraction="OpenCompass's MBPP code patterns, tests in the sandbox",
+                     alias="MBPP (LLaDA instruct, 3-shot, OpenCompass)", **gen),
+    )
+
+
 def _dream_base() -> tuple[TaskProtocol, ...]:
     """Dream-v0-Base-7B: Dream's eval_dream_mc.sh / eval_dream_gen.sh (dream.md)."""
     source = "Dream repository eval/eval_dream_mc.sh, eval_dream_gen.sh (dream.md)"
@@ -435,7 +486,7 @@ def _dream_instruct() -> tuple[TaskProtocol, ...]:
                      gen_length=128, steps=128, until=("</s>", "\n"), extraction="first line of the reply",
                      alias="MMLU (Dream instruct)", **gen),
         TaskProtocol("mmlu_pro", "dream_instruct_mmlu_pro",
-                     Subtasks("mmlu_pro_{subset}", MMLU_PRO_CATEGORIES, subset_in_dataset=False), "mmlu_pro", "test", 4,
+                     Subtasks("mmlu_pro_{subset}", MMLU_PRO_CATEGORIES, subset_key=None), "mmlu_pro", "test", 4,
                      "lm-eval mmlu_pro (4-shot)", metric="exact_match,custom-extract", gen_length=128, steps=128,
                      until=("Question:",), extraction="lm-eval custom-extract", alias="MMLU-Pro (Dream instruct)", **gen),
         TaskProtocol("gsm8k", "dream_instruct_gsm8k", LmEvalTask("gsm8k_cot"), "gsm8k", "test", 0,
@@ -490,6 +541,15 @@ PROTOCOLS: dict[str, Protocol] = {
                            "mbpp": "the shots: Table 1 says 4, lm-eval's stock mbpp holds 3 exemplars"},
                  notes=("eval_llada.py decodes with special tokens, splits at each stop string, then drops "
                         "special tokens, so text after an EOS survives; this protocol cuts at EOS.",)),
+        Protocol("llada-instruct", "LLaDA-8B-Instruct (LLaDA paper Tables 1-2; iLLaDA Table 3, secondary)",
+                 (("instruct", "LLaDA-8B-Instruct"),), "instruct", "illada", True,
+                 "LLaDA repository: its OpenCompass fork and dataset configs", _llada_instruct(),
+                 unstated={"gsm8k": "which setting gives Table 3's 77.5 (512 in one block gives 69.4, blocks of 8 "
+                                    "give 78.6)",
+                           "mmlu_redux": "its OpenCompass config (none is bundled)"},
+                 notes=("OpenCompass's LLaDA wrapper decodes the whole canvas with skip_special_tokens=True, so "
+                        "text after an EOS is kept; this protocol cuts at EOS.",
+                        "MATH in blocks of 64 reproduces Table 3's 42.2; protocols.md's one-block row (512) gives 31.9.")),
         Protocol("dream-base", "Dream-7B-Base (iLLaDA paper Table 2)", (("base", "Dream-7B-Base"),), "base",
                  "illada", False, "Dream repository eval scripts (lm-eval, Dream's own sampler and estimator)",
                  _dream_base(),

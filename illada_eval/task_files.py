@@ -64,33 +64,35 @@ def render_task(protocol: Protocol | None, entry: TaskProtocol) -> str:
 
 
 def render_group(protocol: Protocol | None, entry: TaskProtocol) -> str:
-    """A group over lm-eval's registered tasks: its subsets read through our loader, or its own
-    task (and dataset) as it is."""
+    """A group: one subtask per subset (lm-eval's registered ones read through our loader, or
+    our own built from a template), or lm-eval's own task (and dataset) as it is."""
     metric, _, filter_name = entry.metric.partition(",")
     meta = flow(metadata(protocol, entry))
-    ours = isinstance(entry.template, Subtasks)
-    lines = [
-        f"group: {entry.task}",
-        f"group_alias: {flow(entry.alias)}",
-        *([f"custom_dataset: {LOADER}"] if ours else []),
-        *settings_lines(entry),
-        "task:",
-    ]
-    if ours:
-        subtasks = entry.template
+    subtasks = entry.template if isinstance(entry.template, Subtasks) else None
+    lines = [f"group: {entry.task}", f"group_alias: {flow(entry.alias)}"]
+    if subtasks is not None:
+        # a template brings its own loader; lm-eval's registered subtasks read through ours
+        lines += [f"include: {Path(subtasks.template).name}"] if subtasks.template else [f"custom_dataset: {LOADER}"]
+        lines += [f"process_results: !function {subtasks.process_results}"] if subtasks.process_results else []
+    lines += [*settings_lines(entry), "task:"]
+    if subtasks is not None:
         for subset in subtasks.subsets:
-            loader = {"benchmark": entry.dataset} | ({"subset": subset} if subtasks.subset_in_dataset else {})
-            lines.append(f"  - {{task: {subtasks.pattern.format(subset=subset)}, dataset_kwargs: {flow(loader)}, "
-                         f"metadata: {meta}}}")
+            loader = {"benchmark": entry.dataset} | ({subtasks.subset_key: subset} if subtasks.subset_key else {})
+            alias = f", task_alias: {flow(subset)}" if subtasks.template else ""
+            name = subtasks.pattern.format(subset=subset.replace(" ", "_"))
+            lines.append(f"  - {{task: {name}{alias}, dataset_kwargs: {flow(loader)}, metadata: {meta}}}")
+        weight = str(subtasks.weight_by_size).lower()
     else:
         lines.append(f"  - {{task: {entry.template.name}, metadata: {meta}}}")
-    lines += ["aggregate_metric_list:", f"  - {{metric: {metric}, weight_by_size: true, filter_list: {filter_name}}}",
+        weight = "true"
+    lines += ["aggregate_metric_list:", f"  - {{metric: {metric}, weight_by_size: {weight}, filter_list: {filter_name}}}",
               f"metadata: {meta}"]
     return "\n".join(lines) + "\n"
 
 
 def task_file(entry: TaskProtocol) -> Path:
-    folder = str(Path(entry.template).parent) if isinstance(entry.template, str) else entry.benchmark
+    template = entry.template.template if isinstance(entry.template, Subtasks) else entry.template
+    folder = str(Path(template).parent) if isinstance(template, str) else entry.benchmark
     return TASKS_DIR / folder / f"{entry.task}.yaml"
 
 
