@@ -392,3 +392,34 @@ def test_unprivileged_user_gets_the_same_guarantees():
     assert statuses[4].startswith("failed: ") and "Errno" in statuses[4]  # /usr/lib is read-only
     assert not os.path.exists(f"/tmp/{token}") and not os.path.exists(f"/var/tmp/{token}")
     assert not os.path.exists("/usr/lib/planted")
+
+
+def test_work_dirs_of_a_killed_evaluator_are_removed_at_the_next_start(tmp_path, monkeypatch):
+    """SIGKILL leaves the evaluator no time to remove its work dir; the next evaluation on the
+    machine removes it (its owner is dead), and only it."""
+    token = "ie" + secrets.token_hex(6)
+    program = name_processes(token) + "import time\ntime.sleep(600)\n"
+    evaluator = subprocess.Popen([sys.executable, "-I", "-c", CHECKER_SCRIPT, PACKAGE_DIR, "600"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(tmp_path)})
+    try:
+        evaluator.stdin.write(json.dumps([program]))
+        evaluator.stdin.close()
+        assert wait_until(lambda: processes_named(token), 60), "the program never started"
+    finally:
+        evaluator.kill()
+        evaluator.wait()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(f"illada-sandbox-{evaluator.pid}."), left
+    alive = tmp_path / f"illada-sandbox-{code_checker._OWNER}-running"  # ours: we are alive
+    unknown = tmp_path / "illada-sandbox-made-by-someone"
+    alive.mkdir()
+    unknown.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    assert check_program(CORRECT, **LIMITS).passed
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, unknown.name])
+
+
+def test_default_limits_keep_one_samples_memory_under_2_gib():
+    defaults = check_program.__kwdefaults__
+    assert defaults["max_processes"] * defaults["memory_mb"] < 2048, defaults

@@ -194,7 +194,7 @@ def _remove_tree(path: str) -> None:
 
 
 def _remove_stale_work_dirs() -> None:
-    """Remove the work dirs (ours, by uid) of evaluators that died without removing them
+    """Remove the work dirs of evaluators that died without removing them
     (SIGKILL, power loss), once per temp dir and process. A dir whose owner still runs, or
     whose name is not one we write, stays."""
     root = tempfile.gettempdir()
@@ -208,7 +208,9 @@ def _remove_stale_work_dirs() -> None:
             if not (entry.name.startswith(_WORK_DIR_PREFIX) and pid.isdigit() and start.isdigit()):
                 continue
             try:
-                if (entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.geteuid()
+                # as root the dir belongs to a sandbox uid; otherwise only our own are ours (and
+                # only our own processes are surely visible: /proc may hide other users')
+                if (entry.is_dir(follow_symlinks=False) and os.geteuid() in (0, entry.stat(follow_symlinks=False).st_uid)
                         and _process_tag(int(pid)) != owner):
                     _remove_tree(entry.path)
             except OSError as exc:

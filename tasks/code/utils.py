@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import warnings
 
 from illada_eval.tasks.lm_eval_prompts import lm_eval_returned_literal
 
@@ -73,7 +74,10 @@ def _names_from_solution(tests: str, reference: str) -> tuple[str, ...]:
     nodes = [node for node in ast.walk(ast.parse(tests)) if isinstance(node, ast.Name)]
     read = {node.id for node in nodes if isinstance(node.ctx, ast.Load)}
     bound = {node.id for node in nodes if not isinstance(node.ctx, ast.Load)}
-    defined = {node.name for node in ast.parse(reference).body
+    with warnings.catch_warnings():  # some references have invalid escapes ("\w"): not ours to flag
+        warnings.simplefilter("ignore")
+        tree = ast.parse(reference)
+    defined = {node.name for node in tree.body
                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     return tuple(sorted(name for name in read - bound if name in defined or not hasattr(builtins, name)))
 
