@@ -112,6 +112,36 @@ posix._exit(0)
     assert not result.passed, result
 
 
+def test_the_expected_values_are_nowhere_in_the_solutions_memory():
+    """The solution scans its whole process memory for the tests' asserts and returns the
+    values they expect: it finds its own source (the scan works), never the tests."""
+    doc = dict(HUMANEVAL_DOC, test="\n\ndef check(candidate):\n    assert candidate(123, 457) == 56211\n"
+                                   "    assert candidate(-31, 12) == -372\n")
+    completion = """    import ctypes, re
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # dumpable again: /proc/self/mem becomes ours to read
+    answers, seen_self = {}, False
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            start, end = (int(x, 16) for x in span.split("-"))
+            if "r" not in perms or end - start > 1 << 26:
+                continue
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, ValueError, OverflowError, MemoryError):
+                continue
+            for x, y, z in re.findall(rb"candidate\\((-?\\d+), (-?\\d+)\\) == (-?\\d+)", data):
+                answers[int(x), int(y)] = int(z)
+            seen_self = seen_self or re.search(rb"def (multipl)y\\(a: int", data) is not None
+    print(seen_self, (a, b) in answers, flush=True)
+    return answers.get((a, b), 0)
+"""
+    result = check_program(humaneval_program(doc, completion), **dict(LIMITS, timeout=30.0))
+    assert result.stdout.splitlines()[:1] == ["True False"], result
+    assert result.status == "failed: AssertionError", result
+
+
 def test_shadowing_what_the_tests_use_is_no_pass():
     """Module-level replacements of a builtin (abs), of a module function (math.isclose,
     math.fabs) and of the prompt's own helper (poly): the tests never see them."""

@@ -124,17 +124,19 @@ def kill_uid_processes(uid: int, rounds: int = 50) -> bool:
     return False
 
 
-def read_job(stream) -> tuple[dict, bytes]:
-    """The job as ``code.py`` writes it: 8-byte length, marshalled dict, program bytes."""
-    size = int.from_bytes(stream.read(8), "little")
-    job = marshal.loads(stream.read(size))
-    return job, stream.read(job["program_bytes"])
+def read_job(fd: int = 0) -> tuple[dict, bytes]:
+    """The job as ``code.py`` writes it: 8-byte length, marshalled dict, program bytes. The
+    tests follow; the test runner reads them after forking the solution's process, and reads
+    here are unbuffered, so that no byte of the tests is ever in the solution's memory."""
+    size = int.from_bytes(_read_exactly(fd, 8) or b"", "little")
+    job = marshal.loads(_read_exactly(fd, size))
+    return job, _read_exactly(fd, job["program_bytes"])
 
 
 # --------------------------------------------------------------------------- supervisor
 
 def main() -> None:
-    job, program = read_job(sys.stdin.buffer)
+    job, program = read_job()
     sys.path.extend(job["site_packages"])  # started with -S: no .pth files, no editable installs
     # Fixed low numbers for the pipes let the runner's RLIMIT_NOFILE stay small.
     for fd, target in ((job["result_fd"], RESULT_FD), (job["control_fd"], CONTROL_FD)):
@@ -267,6 +269,7 @@ def _runner(job: dict, program: bytes, setup_fd: int) -> None:
     try:
         os.setpgid(0, 0)
         os.close(CONTROL_FD)
+        tests_in = fcntl.fcntl(0, fcntl.F_DUPFD, 10)  # the solution's process closes it
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
@@ -279,6 +282,9 @@ def _runner(job: dict, program: bytes, setup_fd: int) -> None:
             _check(_libc.unshare(CLONE_NEWPID), "unshare PID namespace")
         os.chdir(job["workdir"])
         solution = _Solution.start(job, program, python_dirs)
+        if job["tests_bytes"] >= 0:  # now: the solution's process never had them in memory
+            job["tests"] = _read_exactly(tests_in, job["tests_bytes"]).decode("utf-8", "surrogatepass")
+        os.close(tests_in)
         setup["notes"] += solution.setup["notes"]
         if "error" in solution.setup:
             raise RuntimeError(f"the solution's process: {solution.setup['error']}")
@@ -306,7 +312,7 @@ def _run_tests(job: dict, solution: "_Solution") -> str:
         loaded = solution.load()
         if loaded[0] != "loaded":
             return f"FAIL {loaded[1]}"
-        if job["tests"] is not None:
+        if "tests" in job:
             namespace = {"__name__": "__main__", strict.COMPARE: strict.compare}
             namespace.update((name, _Remote(solution, name)) for name in job["calls"])
             exec(strict.tests_code(job["tests"]), namespace)

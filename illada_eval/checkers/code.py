@@ -94,9 +94,8 @@ def check_program(program: Program | str, timeout: float = 10.0, *, memory_mb: i
     with _sandbox_uid() as uid, _throwaway_dir(uid) as workdir:
         job = {"timeout": float(timeout), "memory_mb": int(memory_mb),
                "max_processes": int(max_processes), "disk_mb": int(disk_mb),
-               "uid": uid, "gid": uid, "workdir": workdir,
-               "tests": program.tests, "calls": list(program.calls)}
-        return _execute(program.solution, job, max_output_bytes)
+               "uid": uid, "gid": uid, "workdir": workdir, "calls": list(program.calls)}
+        return _execute(program, job, max_output_bytes)
 
 
 def check_many(programs: Iterable[Program | str], timeout: float = 10.0, workers: int | None = None,
@@ -217,11 +216,13 @@ def _remove_stale_work_dirs() -> None:
                 logger.warning("code sandbox: could not remove the stale work dir %s: %s", entry.path, exc)
 
 
-def _execute(program: str, job: dict, max_output_bytes: int) -> CodeResult:
-    source = program.encode("utf-8", "surrogatepass")
+def _execute(program: Program, job: dict, max_output_bytes: int) -> CodeResult:
+    source = program.solution.encode("utf-8", "surrogatepass")
+    tests = b"" if program.tests is None else program.tests.encode("utf-8", "surrogatepass")
     result_r, result_w = os.pipe()
     control_r, control_w = os.pipe()
-    job.update(program_bytes=len(source), result_fd=result_w, control_fd=control_w,
+    job.update(program_bytes=len(source), tests_bytes=-1 if program.tests is None else len(tests),
+               result_fd=result_w, control_fd=control_w,
                site_packages=[path for path in site.getsitepackages() if os.path.isdir(path)])
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
            "HOME": job["workdir"], "TMPDIR": job["workdir"], "OMP_NUM_THREADS": "1"}
@@ -238,8 +239,8 @@ def _execute(program: str, job: dict, max_output_bytes: int) -> CodeResult:
         os.close(control_w)
     try:
         try:  # stdin stays open: closing it asks the supervisor to stop the run
-            header = marshal.dumps(job)  # read by _sandbox.read_job
-            proc.stdin.write(len(header).to_bytes(8, "little") + header + source)
+            header = marshal.dumps(job)  # read by _sandbox.read_job; the tests by the test runner
+            proc.stdin.write(len(header).to_bytes(8, "little") + header + source + tests)
             proc.stdin.flush()
         except BrokenPipeError:
             pass
