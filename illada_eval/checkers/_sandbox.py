@@ -14,8 +14,8 @@ Three processes live here:
   dies the kernel kills every process it left behind. It makes every mount read-only in a
   private mount namespace, mounts small private tmpfs on the work dir and the scratch dirs,
   forks the solution's process into a PID namespace of its own, sets resource limits, drops to
-  an unprivileged uid (or drops all capabilities) and becomes non-dumpable. It then runs the
-  benchmark's tests, whose calls of the solution's functions go to the solution's process and
+  an unprivileged uid (or drops all capabilities) and becomes non-dumpable. Only then does it
+  read the tests (never in the solution's memory), and runs them: their calls of the solution's functions go to the solution's process and
   bring back plain values only, and writes the verdict to the result pipe;
 * the **solution's process** (untrusted): runs the program, then answers the tests' calls. It
   holds nothing but stdio and two pipes to the test runner, cannot see the runner (no PID of
