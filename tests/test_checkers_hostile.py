@@ -407,7 +407,7 @@ def test_work_dirs_of_a_killed_evaluator_are_removed_at_the_next_start(tmp_path,
     _, pid = kill_evaluator_mid_run(env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(tmp_path)})
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(f"illada-sandbox-{pid}."), left
-    alive = tmp_path / f"illada-sandbox-{code_checker._OWNER}-running"  # ours: we are alive
+    alive = tmp_path / f"illada-sandbox-{code_checker._process_tag(os.getpid())}-running"  # ours: we are alive
     unknown = tmp_path / "illada-sandbox-made-by-someone"
     alive.mkdir()
     unknown.mkdir()

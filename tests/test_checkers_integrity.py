@@ -15,7 +15,7 @@ from illada_eval.checkers import code as code_checker
 from illada_eval.checkers import strict
 from illada_eval.checkers.code import check_many, check_program
 from illada_eval.tasks.code.utils import code_from, humaneval_program, mbpp_program
-from tests.offline_mirror import mirror  # noqa: F401  (fixture)
+from offline_mirror import mirror  # noqa: F401  (session fixture)
 
 LIMITS = dict(timeout=5.0, memory_mb=256, max_processes=8)
 

@@ -167,15 +167,15 @@ def _process_tag(pid: int) -> str | None:
         return None
 
 
-_OWNER = _process_tag(os.getpid()) if sys.platform == "linux" else None
 _swept: set[str] = set()
 _sweep_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def _throwaway_dir(uid: int | None) -> Iterator[str]:
-    # named after this process, so that a later evaluator can tell it is stale if we get killed
-    path = tempfile.mkdtemp(prefix=f"{_WORK_DIR_PREFIX}{_OWNER}-")
+    # named after this process (looked up now: it may be a fork), so that a later evaluator can
+    # tell the dir is stale if we get killed
+    path = tempfile.mkdtemp(prefix=f"{_WORK_DIR_PREFIX}{_process_tag(os.getpid())}-")
     try:
         if uid is not None:
             os.chown(path, uid, uid)  # used as is when namespaces are refused
@@ -193,9 +193,9 @@ def _remove_tree(path: str) -> None:
 
 
 def _remove_stale_work_dirs() -> None:
-    """Remove the work dirs of evaluators that died without removing them
-    (SIGKILL, power loss), once per temp dir and process. A dir whose owner still runs, or
-    whose name is not one we write, stays."""
+    """Remove the work dirs of evaluators that died without removing them (SIGKILL, power
+    loss), once per temp dir and process. A dir whose owner still runs, or whose name is not
+    one we write, stays."""
     root = tempfile.gettempdir()
     with _sweep_lock:
         if root in _swept:
