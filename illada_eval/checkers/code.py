@@ -201,7 +201,11 @@ def _remove_stale_work_dirs() -> None:
         if root in _swept:
             return
         _swept.add(root)
-        for entry in os.scandir(root):
+        try:
+            entries = list(os.scandir(root))
+        except OSError:  # unreadable: nothing of ours can be there
+            return
+        for entry in entries:
             owner = entry.name[len(_WORK_DIR_PREFIX):].split("-", 1)[0]
             pid, _, start = owner.partition(".")
             if not (entry.name.startswith(_WORK_DIR_PREFIX) and pid.isdigit() and start.isdigit()):
