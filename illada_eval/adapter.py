@@ -215,8 +215,7 @@ class DiffusionLM(TemplateLM):
             self._rank = self.accelerator.process_index
             self._world_size = self.accelerator.num_processes
 
-        if isinstance(pretrained, str) and pretrained == DEMO_MODEL_NAME:
-            pretrained = DEMO_MODEL_DIR
+        pretrained = named_checkpoint(pretrained)
         self.pretrained = pretrained if isinstance(pretrained, (str, Path)) else type(pretrained).__name__
         self.revision = revision
         checkpoint = None
@@ -657,6 +656,11 @@ class DiffusionLM(TemplateLM):
         log.warning("out of memory: batch_size auto lowered the batch size to %d", self.batch_size)
         pieces = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
         return [result for piece in pieces for result in self._fitting_memory(run, piece)]
+
+
+def named_checkpoint(pretrained: Any) -> Any:
+    """``pretrained`` with the name ``"demo"`` replaced by the demo model's folder."""
+    return DEMO_MODEL_DIR if isinstance(pretrained, str) and pretrained == DEMO_MODEL_NAME else pretrained
 
 
 def model_arg_names() -> tuple[str, ...]:

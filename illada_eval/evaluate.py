@@ -53,7 +53,7 @@ def run(args: Any, argv: list[str]) -> int:
     if args.data_dir:
         os.environ[DATA_DIR_ENV] = str(Path(args.data_dir).expanduser())
     # what a user can get wrong is checked before anything long: device, output, model, tasks
-    from illada_eval.adapter import pick_device
+    from illada_eval.adapter import named_checkpoint, pick_device
 
     device = str(pick_device(args.device))
     plan = output.plan_output(args.output_path, args.model)
@@ -62,7 +62,7 @@ def run(args: Any, argv: list[str]) -> int:
     if backend == "illada":  # a missing path or an unreachable hub id fails here, naming it
         from illada_eval.model import resolve_checkpoint
 
-        model_args["pretrained"] = str(resolve_checkpoint(model_args["pretrained"], args.revision))
+        model_args["pretrained"] = str(resolve_checkpoint(named_checkpoint(model_args["pretrained"]), args.revision))
 
     names, manager = task_setup.resolve(args.tasks, args.preset, args.include_path)
     say_where_data_comes_from()
