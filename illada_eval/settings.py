@@ -133,8 +133,8 @@ def check_dtype(dtype: Any, where: str) -> None:
     """A ValueError naming ``dtype`` unless it is None, a torch dtype or one of :data:`DTYPES`."""
     if dtype is None or not isinstance(dtype, str) or dtype in DTYPES:
         return
-    close = difflib.get_close_matches(dtype, DTYPES, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    close = difflib.get_close_matches(dtype, DTYPES, n=2)
+    hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
     raise ValueError(f"{where}: unknown dtype {dtype!r}{hint}; use one of {', '.join(DTYPES)}")
 
 
