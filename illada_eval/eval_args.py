@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the paper's protocol: base or instruct (default: %(default)s)")
     add("--limit", "-L", type=float, help="documents per task (below 1: a fraction of them)")
     add("--num-fewshot", "--num_fewshot", "-f", type=int, help="override the tasks' shot counts")
-    add("--batch-size", "--batch_size", "-b", default=str(DEFAULT_BATCH_SIZE),
+    add("--batch-size", "--batch_size", "-b", type=_batch_size, default=DEFAULT_BATCH_SIZE,
         help="sequences per model call, or 'auto': the largest that fits, halving on out-of-memory "
         "(default: %(default)s)")
     add("--max-batch-size", "--max_batch_size", type=int, help="the largest batch 'auto' tries (default: 64)")
@@ -99,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return int(text)
+
+
 def _yes_no(text: str) -> bool:
     if text.lower() in ("true", "1", "yes"):
         return True
@@ -140,8 +148,6 @@ def check(args: argparse.Namespace) -> None:
                                ("--max-batch-size", args.max_batch_size, 1)):
         if value is not None and value < least:
             raise ValueError(f"{flag} must be at least {least}, got {value}")
-    if args.batch_size != "auto" and not (args.batch_size.isdigit() and int(args.batch_size) >= 1):
-        raise ValueError(f"--batch-size must be a positive integer or 'auto', got {args.batch_size!r}")
     for folder in args.include_path:
         if not Path(folder).expanduser().is_dir():
             raise ValueError(f"--include-path {folder}: no such folder of task YAMLs")

@@ -159,7 +159,7 @@ def say_where_data_comes_from() -> None:
 def backend_arguments(args: Any, device: str) -> tuple[str, dict[str, Any]]:
     """The lm-eval backend name and its arguments for ``--model``."""
     extra = eval_args.parse_pairs(args.model_args)
-    batch = {"batch_size": args.batch_size if args.batch_size == "auto" else int(args.batch_size)}
+    batch = {"batch_size": args.batch_size}
     if args.max_batch_size:
         batch["max_batch_size"] = args.max_batch_size
     if args.model.startswith(output.HF_PREFIX):
