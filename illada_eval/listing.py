@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from illada_eval import presets
 from illada_eval.tasks import TASKS_DIR
 
-_NAME_LINE = re.compile(r"^(?:task|group):\s*['\"]?([\w.-]+)", re.MULTILINE)
+_NAME_LINE = re.compile(r"^(?:task|group):[ \t]*['\"]?([\w.-]+)", re.MULTILINE)
 
 
 def project_task_names() -> set[str]:

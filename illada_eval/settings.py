@@ -42,7 +42,8 @@ class Setting:
         except (TypeError, ValueError):
             raise ValueError(f"{where}: {self.name} must be {self.describe_type()}, got {value!r}") from None
         if self.choices and parsed not in self.choices:
-            close = difflib.get_close_matches(str(parsed), self.choices, n=1)
+            close = ([c for c in self.choices if c.startswith(str(parsed))]
+                     or difflib.get_close_matches(str(parsed), self.choices, n=1))
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"{where}: {self.name} must be one of {', '.join(self.choices)}, got {value!r}{hint}")
         if self.minimum is not None and parsed < self.minimum:
