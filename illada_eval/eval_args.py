@@ -128,10 +128,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def parse_pairs(text: str | None) -> dict[str, Any]:
     """``key=value,...`` as lm-eval reads it (numbers and booleans converted)."""
-    from lm_eval.utils import simple_parse_args_string
-
     if not text:
         return {}
+    from lm_eval.utils import simple_parse_args_string  # a second to import: only when needed
+
     try:
         return simple_parse_args_string(text)
     except ValueError:
@@ -161,7 +161,8 @@ def check(args: argparse.Namespace) -> None:
         parse_pairs(args.model_args)  # lm-eval's hf backend checks its own keys
         parse_pairs(args.gen_kwargs)
     else:
-        check_model_args(parse_pairs(args.model_args), "--model-args")
+        if args.model_args:  # its key names come from the backend, whose import takes seconds
+            check_model_args(parse_pairs(args.model_args), "--model-args")
         parse_settings(parse_pairs(args.gen_kwargs), DIFFUSION_GEN_KWARGS, "--gen-kwargs")
     parse_settings(parse_pairs(args.scoring), SCORING_KEYS, "--scoring")
     logging.getLogger(__name__).debug("arguments checked: %s", vars(args))

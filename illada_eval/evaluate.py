@@ -52,11 +52,17 @@ def run(args: Any, argv: list[str]) -> int:
     setup_logging(args.verbosity)
     if args.data_dir:
         os.environ[DATA_DIR_ENV] = str(Path(args.data_dir).expanduser())
-    # what a user can get wrong is checked before anything long: device, output, model, tasks
+    # what a user can get wrong is checked before anything long: output, tasks (before torch
+    # loads: an unknown name is reported in seconds), device, model, then the tasks' data
+    plan = output.plan_output(args.output_path, args.model)
+    names, manager = task_setup.resolve(args.tasks, args.preset, args.include_path)
+    mirror = configured_mirror()
+    print(f"illada-eval: {len(names)} task(s) ({', '.join(names)}); benchmark data from "
+          + (f"the offline mirror {mirror} where it holds them, else the Hub" if mirror else "the Hub"),
+          file=sys.stderr, flush=True)
     from illada_eval.adapter import named_checkpoint, pick_device
 
     device = str(pick_device(args.device))
-    plan = output.plan_output(args.output_path, args.model)
     backend, model_args = backend_arguments(args, device)
     recorded_args = dict(model_args)
     if backend == "illada":  # a missing path or an unreachable hub id fails here, naming it
@@ -64,8 +70,6 @@ def run(args: Any, argv: list[str]) -> int:
 
         model_args["pretrained"] = str(resolve_checkpoint(named_checkpoint(model_args["pretrained"]), args.revision))
 
-    names, manager = task_setup.resolve(args.tasks, args.preset, args.include_path)
-    say_where_data_comes_from()
     built = task_setup.build(manager, names)
     leaves = {task.task_name: task for obj in built for task in task_setup.leaf_tasks(obj)}
     scoring_overrides = parse_settings(eval_args.parse_pairs(args.scoring), SCORING_KEYS, "--scoring")
@@ -145,12 +149,6 @@ def run(args: Any, argv: list[str]) -> int:
     print(output.speed_line(speed))
     print(f"results: {written}")
     return 0
-
-
-def say_where_data_comes_from() -> None:
-    mirror = configured_mirror()
-    where = f"the offline mirror {mirror} for the benchmarks it holds, else the Hub" if mirror else "the Hub"
-    print(f"illada-eval: benchmark data from {where}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- model

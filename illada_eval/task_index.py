@@ -89,7 +89,8 @@ def _newest_mtime(folder: Path) -> int:
     """The newest modification time (ns) among ``folder`` and its subfolders: adding, removing or
     renaming a YAML changes its folder's time, and so does installing another lm-eval."""
     newest = 0
-    for root, _dirs, _files in os.walk(folder):
+    for root, dirs, _files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]  # Python writes there when it imports a task's code
         newest = max(newest, os.stat(root).st_mtime_ns)
     return newest
 
