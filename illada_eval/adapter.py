@@ -359,7 +359,8 @@ class DiffusionLM(TemplateLM):
         bos_text = self.tokenizer.bos_token
         if add_special_tokens is None and bos_text and has_bos_prefix(string, bos_text):
             special["add_special_tokens"] = False
-        return list(self.tokenizer.encode(string, **special))
+        # verbose=False: no "sequence length is longer than" warning; _fit_context cuts and says so
+        return list(self.tokenizer.encode(string, verbose=False, **special))
 
     def tok_decode(self, tokens: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(list(tokens), skip_special_tokens=skip_special_tokens)

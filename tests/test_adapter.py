@@ -143,13 +143,15 @@ def loglikelihood_requests(pairs, task="t"):
     return [Instance("loglikelihood", doc={}, arguments=pair, idx=i, metadata=(task, i, 1)) for i, pair in enumerate(pairs)]
 
 
-def test_long_contexts_are_truncated_from_the_left_with_one_warning(tokenizer, caplog):
+def test_long_contexts_are_truncated_from_the_left_with_one_warning(caplog):
+    tokenizer = char_tokenizer()
+    tokenizer.model_max_length = 8  # transformers would warn about every longer text: not here
     lm = toy_lm(tokenizer, max_length=8, scoring="confidence")
     pairs = [("a long context #42=", "42"), ("another long one #7=", "7"), ("#1=", "1")]
-    with caplog.at_level(logging.WARNING, logger="illada_eval.adapter"):
+    with caplog.at_level(logging.WARNING):
         scores = lm.loglikelihood(loglikelihood_requests(pairs))
-    warnings = [r for r in caplog.records if "truncated from the left" in r.getMessage()]
-    assert len(warnings) == 1
+    assert [r.getMessage()[:40] for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "a context of 19 tokens does not fit the "]
     assert lm.speed_stats()["loglikelihood"]["truncated_contexts"] == 2
     # the right end of the context survives, so the toy still finds what to copy
     assert [s for s, _ in scores] == pytest.approx([copy_score(c, c) for _, c in pairs], abs=1e-4)
