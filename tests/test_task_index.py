@@ -1,5 +1,7 @@
 """lm-eval's task index: our tasks indexed alone (fast), lm-eval's own only for a name outside
 them, and then read from a disk cache instead of 14,000 YAMLs."""
+import logging
+
 import pytest
 from lm_eval.tasks import TaskManager
 from lm_eval.tasks._index import TaskIndex
@@ -64,3 +66,13 @@ def test_unknown_names_still_get_the_closest(fresh_index):
 def test_ls_reads_the_same_task_names_as_lm_eval():
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
     assert project_task_names() == set(manager.all_groups + manager.all_subtasks)
+
+
+def test_building_our_tasks_logs_no_metadata_advice(caplog):
+    """lm-eval advises --metadata for every task that reads data through a function (ours do)."""
+    task_index._task_manager.cache_clear()
+    manager = task_index.task_manager(with_lm_eval_tasks=False)
+    with caplog.at_level(logging.WARNING):
+        (task,) = task_setup.build(manager, ["illada_sanity_mc"])
+    assert task.config.custom_dataset is not None, "the task reads its data through a function"
+    assert not [r.getMessage() for r in caplog.records if "--metadata" in r.getMessage()]
