@@ -89,3 +89,14 @@ def test_output_files_never_replace_earlier_ones(tmp_path):
     assert folder[0].results.parent == tmp_path / "out" / "GSAI-ML__LLaDA-8B-Base"  # lm-eval's layout
     assert folder[0].results != folder[1].results
     assert existing.read_text() == "earlier results"
+
+
+def test_every_task_without_data_is_named_at_once_before_the_model_loads(capsys, tmp_path):
+    empty_mirror = tmp_path / "mirror"
+    empty_mirror.mkdir()
+    status, err = exit_of(capsys, "--model", "demo", "--tasks", "arc,gsm8k,illada_sanity_mc", "-o", tmp_path / "out",
+                          "--data-dir", empty_mirror)
+    assert status == 1 and "2 of 3 tasks cannot get their data" in err, err
+    for task, benchmark in (("illada_arc_challenge", "arc_challenge"), ("illada_gsm8k", "gsm8k")):
+        assert f"{task}: " in err and f"--only {benchmark}" in err
+    assert not (tmp_path / "out").exists()
