@@ -162,3 +162,26 @@ def test_results_that_cannot_be_written_in_place_are_saved_to_the_temp_directory
     assert json.loads(written.read_text())["results"]["task"]["acc,none"] == 0.5
     assert json.loads(plan.samples("task").read_text()) == {"doc_id": 0}  # its own path was writable
     assert {p.name for p in plan.results.parent.iterdir()} == {plan.results.name, plan.samples("task").name}
+
+
+def test_help_lists_every_subcommand_with_its_summary(capsys):
+    from illada_eval.cli import SUBCOMMANDS
+
+    assert run_cli("--help") == 0
+    out = capsys.readouterr().out
+    for name, (_, summary) in SUBCOMMANDS.items():
+        assert name in out and summary.split()[0] in out, name
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["ls"], ["run", "--help"], ["data", "--help"],
+                                  ["--model", "demo", "--limit", "0"]])
+def test_help_ls_and_argument_errors_import_neither_torch_nor_lm_evals_tasks(argv):
+    """What makes them answer at once (the times are in benchmarks/startup.py)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom illada_eval.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(m for m in ('torch', 'transformers', 'datasets', 'lm_eval.tasks') if m in sys.modules)\n"
+            "print('heavy:', heavy)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "heavy: []", done.stdout[-500:] + done.stderr[-500:]
