@@ -56,9 +56,9 @@ from illada_eval.model.masking import derive_seed
 from illada_eval.settings import (
     BY_NAME,
     DEFAULT_BATCH_SIZE,
-    check_dtype,
     GenerationSettings,
     ScoringSettings,
+    check_dtype,
     parse_settings,
     updated,
 )

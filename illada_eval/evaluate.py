@@ -57,9 +57,8 @@ def run(args: Any, argv: list[str]) -> int:
     plan = output.plan_output(args.output_path, args.model)
     names, manager = task_setup.resolve(args.tasks, args.preset, args.include_path)
     mirror = configured_mirror()
-    print(f"illada-eval: {len(names)} task(s) ({', '.join(names)}); benchmark data from "
-          + (f"the offline mirror {mirror} where it holds them, else the Hub" if mirror else "the Hub"),
-          file=sys.stderr, flush=True)
+    source = f"; benchmark data from the offline mirror {mirror} where it holds them, else the Hub" if mirror else ""
+    print(f"illada-eval: {len(names)} task(s) ({', '.join(names)}){source}", file=sys.stderr, flush=True)
     from illada_eval.adapter import named_checkpoint, pick_device
 
     device = str(pick_device(args.device))
