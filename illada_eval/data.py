@@ -243,17 +243,26 @@ def read_mirror(root: Path, bench: Benchmark, subset: str | None) -> datasets.Da
     return DatasetDict(splits)
 
 
+# the Hub connection error of this process, once one happened: later Hub loads fail at once
+# instead of each spending half a minute on retries
+_hub_unreachable: list[ConnectionError] = []
+
+
 def _load_hub(bench: Benchmark, subset: str | None, mirror: Path | None) -> datasets.DatasetDict:
     from datasets import load_dataset
 
     config = bench.hub_config(subset)
     try:
+        if _hub_unreachable:
+            raise ConnectionError(f"the Hub could not be reached a moment ago ({_hub_unreachable[0]})")
         return load_dataset(bench.hub_path, config)
     except Exception as err:  # network, auth and cache errors all end here: say what to do instead
+        if isinstance(err, ConnectionError) and not _hub_unreachable:
+            _hub_unreachable.append(err)
         what = f"{bench.hub_path}" + (f" ({config})" if config else "")
         if bench.offline:
             fix = (f"Without network, build the offline mirror with `illada-eval data pull --only "
-                   f"{bench.name}` and set {DATA_DIR_ENV} (or pass --data-dir).")
+                   f"{bench.name}` (runs read it from there).")
         else:
             fix = (f"{bench.name} has no offline copy in the illada-eval data pack"
                    f"{f' (the mirror {mirror} is not used for it)' if mirror else ''}: run once with "

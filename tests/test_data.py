@@ -15,8 +15,10 @@ from offline_mirror import mirror  # noqa: F401  (session fixture)
 
 @pytest.fixture(autouse=True)
 def no_default_mirror(monkeypatch, tmp_path):
-    """A mirror that `data pull` left in the user's cache must not change what these tests see."""
+    """A mirror that `data pull` left in the user's cache must not change what these tests see,
+    nor a Hub connection error of another test."""
     monkeypatch.setattr(data, "DEFAULT_DATA_DIR", tmp_path / "no-default-mirror")
+    monkeypatch.setattr(data, "_hub_unreachable", [])
 
 # rows per benchmark and split, as published for each benchmark (issue 6 and the Hub cards)
 PUBLISHED_ROWS = {
@@ -138,6 +140,20 @@ def test_bbh_without_network_says_how_to_get_it(tmp_path, monkeypatch):
     message = str(err.value)
     assert "SaylorTwift/bbh" in message and "no offline copy" in message
     assert "leave bbh out of --tasks" in message
+
+
+def test_after_one_connection_error_the_hub_is_not_tried_again(monkeypatch):
+    calls = []
+
+    def offline(*args):
+        calls.append(args)
+        raise ConnectionError("Couldn't reach 'SaylorTwift/bbh' on the Hub (ConnectError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    for name, subset in (("bbh", "navigate"), ("mmlu_pro", None)):
+        with pytest.raises(data.DataUnavailableError, match=f"Could not load {name}.*ConnectionError"):
+            data.load_benchmark(name, subset)
+    assert calls == [("SaylorTwift/bbh", "navigate")]
 
 
 def test_offline_benchmark_missing_from_the_mirror_names_the_command(tmp_path, monkeypatch):
