@@ -87,6 +87,9 @@ def run(args: Any, argv: list[str]) -> int:
         task_setup.check_generation_budgets(lm, leaves, gen_overrides)
     chat = {name: task_setup.wants_chat_template(task, args.chat_template) for name, task in leaves.items()}
 
+    def multiturn(chat_on: bool) -> bool:  # few-shot examples as chat turns: with the chat template
+        return chat_on if args.fewshot_as_multiturn is None else args.fewshot_as_multiturn and chat_on
+
     import lm_eval
 
     results = None
@@ -106,7 +109,7 @@ def run(args: Any, argv: list[str]) -> int:
                 write_out=args.write_out,
                 system_instruction=args.system_instruction,
                 apply_chat_template=flag,
-                fewshot_as_multiturn=flag if args.fewshot_as_multiturn is None else args.fewshot_as_multiturn and flag,
+                fewshot_as_multiturn=multiturn(flag),
                 gen_kwargs=gen_overrides,
                 bootstrap_iters=args.bootstrap_iters,
                 random_seed=args.seed,
@@ -125,10 +128,8 @@ def run(args: Any, argv: list[str]) -> int:
     results["config"].update(model=backend, model_args=recorded_args, batch_size=args.batch_size, device=device)
     samples = results.pop("samples", None)  # None without --log-samples
     chat_template = lm.chat_template(True) if any(chat.values()) and hasattr(lm, "chat_template") else None
-    results.update(output.lm_eval_keys(
-        args.model, start, time.time(), chat_template, args.system_instruction,
-        bool(any(chat.values()) if args.fewshot_as_multiturn is None else args.fewshot_as_multiturn), samples,
-    ))
+    results.update(output.lm_eval_keys(args.model, start, time.time(), chat_template, args.system_instruction,
+                                       multiturn(any(chat.values())), samples))
     results["illada_eval"] = {
         "version": version("illada-eval"),
         "lm_eval_version": version("lm_eval"),
