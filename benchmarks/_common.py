@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 import torch
 from transformers import AutoTokenizer
 
-from illada_eval import load_model
-from illada_eval.evaluate import DEMO_MODEL_DIR
+from illada_eval.model import load_model
+from illada_eval.adapter import DEMO_MODEL_DIR
 
 T = TypeVar("T")
 

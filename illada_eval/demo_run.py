@@ -27,13 +27,13 @@ def main(argv: list[str] | None = None) -> int:
             evaluate.main,
             ["--model", "demo", "--preset", "base", "--tasks", "offline", "--limit", DEMO_LIMIT,
              "--gen-kwargs", DEMO_GEN_KWARGS, "--confirm-run-unsafe-code", "--data-dir", data_dir,
-             "--output", OUTPUT],
+             "--output-path", OUTPUT],
         ),
         (
             "evaluating the demo model on the sanity tasks",
             evaluate.main,
             ["--model", "demo", "--tasks", "illada_sanity_mc,illada_sanity_mc_elbo,illada_sanity_gen",
-             "--limit", "100", "--output", OUTPUT],
+             "--limit", "100", "--output-path", OUTPUT],
         ),
     ]
     # the demo's runs use --limit: shown (marked partial), never compared with published numbers

@@ -31,9 +31,6 @@ ALIASES: dict[str, str] = {
 # selector for "every task of the preset whose data the offline mirror holds"
 OFFLINE_SELECTOR = "offline"
 
-# generation_kwargs keys that only the diffusion adapter understands; strip them before
-# handing a task to an autoregressive backend (lm-eval's ``hf``), whose generate() rejects them
-DIFFUSION_GENERATION_KEYS = ("block_length", "steps", "variable_length", "logits_eos_inf", "confidence_eos_eot_inf")
 
 
 def protocol_tasks(preset: str) -> dict[str, TaskProtocol]:

@@ -613,6 +613,23 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS[key]
 
 
+def protocol_for_backend(name: str, backend: str) -> Protocol:
+    """The protocol a run under preset ``name`` follows on ``backend`` ("illada" or "hf"): an
+    autoregressive model under an iLLaDA preset follows the protocol that runs its tasks through
+    lm-eval's hf backend (qwen2.5-base for illada-base). ValueError when the two do not fit."""
+    protocol = get_protocol(name)
+    if protocol.backend == backend:
+        return protocol
+    if backend == "hf":
+        twin = next((p for p in PROTOCOLS.values() if p.runs_tasks_of == protocol.name), None)
+        if twin is not None:
+            return twin
+        autoregressive = ", ".join(p.name for p in PROTOCOLS.values() if p.backend == "hf")
+        raise ValueError(f"--preset {name} is a diffusion model's protocol; an hf: model runs under {autoregressive}")
+    raise ValueError(f"--preset {name} runs an autoregressive model through lm-eval's hf backend: "
+                     f"use --model hf:<model>, or a diffusion preset for a diffusion model")
+
+
 def task_files_protocols() -> list[Protocol]:
     """The protocols that have task files of their own (the others run another's)."""
     return [protocol for protocol in PROTOCOLS.values() if protocol.runs_tasks_of is None]

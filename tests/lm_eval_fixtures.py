@@ -35,6 +35,13 @@ CHAT_TEMPLATE = (
 )
 
 
+def read_results(output: Path) -> dict:
+    """The results JSON a run wrote for ``--output NAME.json`` (lm-eval's ``NAME_<time>.json``) or
+    ``--output DIR`` (``DIR/<model>/results_<time>.json``)."""
+    (path,) = output.rglob("results_*.json") if output.is_dir() else output.parent.glob(f"{output.stem}_*.json")
+    return json.loads(path.read_text())
+
+
 def char_tokenizer() -> PreTrainedTokenizerFast:
     """The trainer's char-level tokenizer (one token per character, no BOS added), with a chat
     template."""

@@ -5,6 +5,7 @@ loaded from a checkpoint directory checks the invariances (batch size, seed, res
 """
 import logging
 import math
+from pathlib import Path
 
 import lm_eval
 import pytest
@@ -12,7 +13,9 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 
-from illada_eval.adapter import DiffusionLM
+import torch
+
+from illada_eval.adapter import DEMO_MODEL_DIR, DiffusionLM
 from lm_eval_fixtures import checkpoint, one_torch_thread, tasks_dir  # noqa: F401  (fixtures)
 from lm_eval_fixtures import (
     COPY_DOCS,
@@ -57,7 +60,7 @@ def test_every_request_type_end_to_end_with_exact_scores(scoring, tokenizer, tas
     # confidence comes from the task settings map (as the CLI passes it), ELBO from the
     # model_args defaults (bare simple_evaluate use)
     settings = {"toy_mc": {"scoring": "confidence"}} if scoring == "confidence" else None
-    lm = toy_lm(tokenizer, batch_size=3, max_length=20, mc_scoring="elbo", mc_num=4, task_settings=settings)
+    lm = toy_lm(tokenizer, batch_size=3, max_length=20, scoring="elbo", mc_num=4, task_settings=settings)
     results = evaluate(lm, tasks_dir)
 
     assert results["results"]["toy_mc"]["acc,none"] == pytest.approx(0.75)
@@ -140,13 +143,15 @@ def loglikelihood_requests(pairs, task="t"):
     return [Instance("loglikelihood", doc={}, arguments=pair, idx=i, metadata=(task, i, 1)) for i, pair in enumerate(pairs)]
 
 
-def test_long_contexts_are_truncated_from_the_left_with_one_warning(tokenizer, caplog):
-    lm = toy_lm(tokenizer, max_length=8, mc_scoring="confidence")
+def test_long_contexts_are_truncated_from_the_left_with_one_warning(caplog):
+    tokenizer = char_tokenizer()
+    tokenizer.model_max_length = 8  # transformers would warn about every longer text: not here
+    lm = toy_lm(tokenizer, max_length=8, scoring="confidence")
     pairs = [("a long context #42=", "42"), ("another long one #7=", "7"), ("#1=", "1")]
-    with caplog.at_level(logging.WARNING, logger="illada_eval.adapter"):
+    with caplog.at_level(logging.WARNING):
         scores = lm.loglikelihood(loglikelihood_requests(pairs))
-    warnings = [r for r in caplog.records if "truncated from the left" in r.getMessage()]
-    assert len(warnings) == 1
+    assert [r.getMessage()[:40] for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "a context of 19 tokens does not fit the "]
     assert lm.speed_stats()["loglikelihood"]["truncated_contexts"] == 2
     # the right end of the context survives, so the toy still finds what to copy
     assert [s for s, _ in scores] == pytest.approx([copy_score(c, c) for _, c in pairs], abs=1e-4)
@@ -177,9 +182,15 @@ def test_bad_requests_and_settings_give_clear_errors(tokenizer):
     with pytest.raises(ValueError, match="does not fit the model's maximum length"):
         lm.loglikelihood(loglikelihood_requests([("x", "123456789")]))
     with pytest.raises(ValueError, match="scoring must be one of"):
-        toy_lm(tokenizer, mc_scoring="ppl")
-    with pytest.raises(ValueError, match="no 'auto'"):
-        toy_lm(tokenizer, batch_size="auto")
+        toy_lm(tokenizer, scoring="ppl")
+    with pytest.raises(ValueError, match="batch_size must be a positive integer or 'auto', got 'many'"):
+        toy_lm(tokenizer, batch_size="many")
+    with pytest.raises(ValueError, match="unknown key 'treshold' \\(did you mean 'threshold'\\?\\)"):
+        toy_lm(tokenizer, treshold=0.9)
+    with pytest.raises(ValueError, match="unknown dtype 'float13' \\(did you mean 'float32' or 'float16'\\?\\)"):
+        toy_lm(tokenizer, dtype="float13")
+    with pytest.raises(ValueError, match="mc_num \\(10\\) must be a multiple of mc_batch_size \\(4\\)"):
+        toy_lm(tokenizer, mc_num=10, mc_batch_size=4)
     with pytest.raises(ValueError, match="task 'odd'.*scoring"):
         toy_lm(tokenizer, task_settings={"odd": {"scoring": "nope"}}).scoring_for("odd")
     with pytest.raises(FileNotFoundError, match="no/such/checkpoint"):
@@ -196,7 +207,7 @@ def test_metrics_do_not_depend_on_batch_size(checkpoint, tasks_dir):
     runs = []
     for batch_size in (1, 5):
         lm = get_model("illada").create_from_arg_string(
-            f"pretrained={checkpoint},mc_scoring=elbo,mc_num=4,mc_batch_size=2,batch_size={batch_size}"
+            f"pretrained={checkpoint},scoring=elbo,mc_num=4,mc_batch_size=2,batch_size={batch_size}"
         )
         runs.append(evaluate(lm, tasks_dir))
     one, five = runs
@@ -230,7 +241,7 @@ def test_same_seed_same_scores_other_seed_other_draws(checkpoint):
     pairs = [("copy #1234=", "1234"), ("x", "hello world")]
 
     def scores(seed):
-        lm = DiffusionLM(pretrained=str(checkpoint), mc_scoring="elbo", mc_num=2, mc_batch_size=2, seed=seed)
+        lm = DiffusionLM(pretrained=str(checkpoint), scoring="elbo", mc_num=2, mc_batch_size=2, seed=seed)
         return [s for s, _ in lm.loglikelihood(loglikelihood_requests(pairs))]
 
     assert scores(0) == scores(0)
@@ -254,7 +265,7 @@ def test_request_cache_resumes_without_recomputing_finished_requests(tokenizer, 
     cache = str(tmp_path / "cache")
     total = sum(len(d[1]) for d in COPY_DOCS)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(toy_lm(tokenizer, toy=CrashingToy(tokenizer, 3), mc_scoring="confidence"), tasks_dir,
+        evaluate(toy_lm(tokenizer, toy=CrashingToy(tokenizer, 3), scoring="confidence"), tasks_dir,
                  tasks=["toy_mc"], use_cache=cache)
     from sqlitedict import SqliteDict
 
@@ -262,11 +273,46 @@ def test_request_cache_resumes_without_recomputing_finished_requests(tokenizer, 
         finished = len(db)
     assert 0 < finished < total
 
-    resumed = toy_lm(tokenizer, mc_scoring="confidence")
+    resumed = toy_lm(tokenizer, scoring="confidence")
     results = evaluate(resumed, tasks_dir, tasks=["toy_mc"], use_cache=cache)
     assert resumed.speed_stats()["loglikelihood"]["requests"] == total - finished
     assert results["results"]["toy_mc"]["acc,none"] == pytest.approx(0.75)
 
-    again = toy_lm(tokenizer, mc_scoring="confidence")
+    again = toy_lm(tokenizer, scoring="confidence")
     evaluate(again, tasks_dir, tasks=["toy_mc"], use_cache=cache)
     assert again.speed_stats() == {}  # everything came from the cache
+
+
+class SmallMemoryToy(CopyToy):
+    """CopyToy on a device that runs out of memory above ``fits`` rows per call."""
+
+    def __init__(self, tokenizer, fits):
+        super().__init__(tokenizer)
+        self.fits, self.widths = fits, []
+
+    def __call__(self, input_ids, attention_mask=None):
+        self.widths.append(input_ids.shape[0])
+        if input_ids.shape[0] > self.fits:
+            raise torch.OutOfMemoryError(f"{input_ids.shape[0]} rows do not fit")
+        return super().__call__(input_ids, attention_mask)
+
+
+def test_batch_size_auto_halves_on_out_of_memory_until_the_batch_fits(tokenizer, tasks_dir):
+    """lm-eval's ``auto``: start at max_batch_size, halve on out-of-memory; the scores are those
+    of a run that fit from the start (a failed call keeps nothing)."""
+    toy = SmallMemoryToy(tokenizer, fits=3)
+    lm = toy_lm(tokenizer, toy=toy, batch_size="auto", max_batch_size=16, scoring="elbo", mc_num=4)
+    reference = toy_lm(tokenizer, batch_size=2, scoring="elbo", mc_num=4)
+    auto, fixed = (evaluate(model, tasks_dir, tasks=["toy_ll", "toy_gen", "toy_ppl"]) for model in (lm, reference))
+    assert lm.batch_size == 2, f"16 -> 8 -> 4 -> 2 rows fit under 3, got {lm.batch_size}"
+    assert max(toy.widths) > 3, "auto started above what fits"
+    for task in ("toy_ll", "toy_gen", "toy_ppl"):
+        assert responses(auto, task) == responses(fixed, task), task
+    with pytest.raises(torch.OutOfMemoryError):  # a fixed batch size is the user's choice: no retry
+        toy_lm(tokenizer, toy=SmallMemoryToy(tokenizer, fits=1), batch_size=4).loglikelihood(
+            loglikelihood_requests([("#12=", "12"), ("#3=", "3")]))
+
+
+def test_demo_is_a_name_for_the_bundled_model():
+    lm = DiffusionLM(pretrained="demo", device="cpu")
+    assert Path(lm.pretrained) == DEMO_MODEL_DIR and lm.mask_id >= 0

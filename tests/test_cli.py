@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from illada_eval.cli import main
-from illada_eval.evaluate import cache_prefix, write_results
+from illada_eval.evaluate import cache_prefix
+from illada_eval.output import plan_output, write_results
 from lm_eval_fixtures import checkpoint, one_torch_thread, tasks_dir  # noqa: F401  (fixtures)
-from lm_eval_fixtures import COPY_DOCS, write_causal_checkpoint
+from lm_eval_fixtures import COPY_DOCS, read_results, write_causal_checkpoint
 
 ALL_TASKS = "toy_mc,toy_ll,toy_gen,toy_ppl"
 
@@ -20,12 +21,12 @@ def run_cli(*argv):
 def test_full_run_writes_lm_eval_json_with_settings_and_speed(checkpoint, tasks_dir, tmp_path, capsys):
     results = {}
     for batch_size in (4, 2):
-        output = tmp_path / f"run{batch_size}.json"
+        output = tmp_path / f"run{batch_size}"
         code = run_cli("--model", checkpoint, "--tasks", ALL_TASKS, "--include-path", tasks_dir,
                        "--output", output, "--batch-size", batch_size, "--bootstrap-iters", 0,
                        "--log-samples", "--seed", 7)
         assert code == 0
-        results[batch_size] = json.loads(output.read_text())
+        results[batch_size] = read_results(output)
     printed = capsys.readouterr().out
     data = results[4]
 
@@ -39,15 +40,17 @@ def test_full_run_writes_lm_eval_json_with_settings_and_speed(checkpoint, tasks_
     assert adapter["task_settings"]["toy_ll"] == {"scoring": "elbo", "mc_num": 4, "greedy": True}
     assert data["config"]["fewshot_seed"] == 7 and adapter["seed"] == 7
     block = data["illada_eval"]
-    assert block["settings"]["batch_size"] == 4 and block["preset"] == "base"
+    assert block["settings"]["batch_size"] == 4 and (block["preset"], block["protocol"]) == ("illada-base", "illada-base")
     assert block["lm_eval_version"] == "0.4.13"
     speed = block["speed"]
     assert speed["model_calls"] > 0 and speed["generated_tokens"] > 0 and speed["tokens_per_s"] > 0
     choices = sum(len(doc[1]) for doc in COPY_DOCS)
     assert speed["per_request_type"]["loglikelihood"]["requests"] == choices + len(COPY_DOCS)
-    for task in ALL_TASKS.split(","):
-        lines = (tmp_path / f"run4_samples_{task}.jsonl").read_text().splitlines()
-        assert len(lines) == (3 if task == "toy_ppl" else 4)
+    for task in ALL_TASKS.split(","):  # lm-eval's names, so its tools find them
+        (samples,) = (tmp_path / "run4").rglob(f"samples_{task}_*.jsonl")
+        assert len(samples.read_text().splitlines()) == (3 if task == "toy_ppl" else 4)
+    assert data["model_name"] == str(checkpoint) and data["task_hashes"].keys() == set(ALL_TASKS.split(","))
+    assert float(data["total_evaluation_time_seconds"]) > 0 and data["end_time"] >= data["start_time"]
     # same seed, other batch size: the same metrics
     for task in ALL_TASKS.split(","):
         assert results[2]["results"][task] == pytest.approx(data["results"][task], abs=1e-5)
@@ -58,11 +61,12 @@ def test_scoring_flag_overrides_every_tasks_likelihood_settings(checkpoint, task
     code = run_cli("--model", checkpoint, "--tasks", "toy_mc,toy_ll", "--include-path", tasks_dir, "--output", output,
                    "--bootstrap-iters", 0, "--limit", 1, "--scoring", "scoring=elbo,mc_num=2")
     assert code == 0
-    settings = json.loads(output.read_text())["config"]["illada_adapter"]["task_settings"]
+    settings = read_results(output)["config"]["illada_adapter"]["task_settings"]
     assert settings["toy_mc"]["scoring"] == "elbo"  # its YAML says confidence
     assert settings["toy_mc"]["mc_num"] == settings["toy_ll"]["mc_num"] == 2
-    assert "unknown keys ['steps']" in error_of(capsys, "--model", checkpoint, "--tasks", "toy_mc", "--include-path",
-                                                tasks_dir, "--output", tmp_path, "--scoring", "steps=3")
+    with pytest.raises(SystemExit) as exit:
+        run_cli("--model", checkpoint, "--tasks", "toy_mc", "--output", tmp_path, "--scoring", "steps=3")
+    assert exit.value.code == 2 and "--scoring: unknown key 'steps'" in capsys.readouterr().err
 
 
 def test_demo_model_scores_far_above_chance_on_its_sanity_tasks(tmp_path):
@@ -70,7 +74,7 @@ def test_demo_model_scores_far_above_chance_on_its_sanity_tasks(tmp_path):
     code = run_cli("--model", "demo", "--tasks", "illada_sanity_mc,illada_sanity_mc_elbo,illada_sanity_gen",
                    "--limit", 40, "--batch-size", 16, "--bootstrap-iters", 0, "--output", output)
     assert code == 0
-    results = json.loads(output.read_text())["results"]
+    results = read_results(output)["results"]
     # four answers per question (chance 25%); exact-match generation has chance near 0
     assert results["illada_sanity_mc"]["acc,none"] > 0.6
     assert results["illada_sanity_mc_elbo"]["acc,none"] > 0.6
@@ -83,7 +87,7 @@ def test_hf_baseline_runs_through_lm_evals_own_backend(tasks_dir, tmp_path):
     code = run_cli("--model", f"hf:{model}", "--tasks", "toy_mc,toy_gen", "--include-path", tasks_dir,
                    "--output", output, "--bootstrap-iters", 0, "--limit", 2)
     assert code == 0
-    data = json.loads(output.read_text())
+    data = read_results(output)
     assert data["config"]["model"] == "hf"
     assert set(data["results"]) == {"toy_mc", "toy_gen"}
     # the sampler's keys were taken out before lm-eval's generate() saw them
@@ -94,7 +98,8 @@ def test_hf_baseline_runs_through_lm_evals_own_backend(tasks_dir, tmp_path):
 def test_ls_lists_presets_tasks_and_aliases(capsys):
     assert run_cli("ls") == 0
     out = capsys.readouterr().out
-    assert "preset base:" in out and "preset instruct:" in out
+    assert "preset illada-base (= base):" in out and "preset illada-instruct (= instruct):" in out
+    assert "preset llada-base:" in out and "llada_base_math" in out and "preset dream-instruct:" in out
     assert "illada_arc_challenge" in out and "arc-c" in out and "illada_instruct_mmlu_pro" in out
     assert "illada_sanity_mc" in out  # tasks outside the presets, found under tasks/
 
@@ -127,7 +132,7 @@ def test_unwritable_output_fails_before_any_work(checkpoint, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     err = error_of(capsys, "--model", checkpoint, "--tasks", "arc", "--output", blocker / "runs")
-    assert "cannot write results" in err and "--output" in err
+    assert f"{blocker} is a file" in err and "--output-path" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -151,11 +156,33 @@ def test_results_that_cannot_be_written_in_place_are_saved_to_the_temp_directory
     """The run is done by then: a results path that turns out unwritable must not lose it."""
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "temp"))
     (tmp_path / "temp").mkdir()
-    target = tmp_path / "out" / "results.json"
-    target.mkdir(parents=True)  # a directory where the file should go: the replace fails
-    written = write_results(target, {"results": {"task": {"acc,none": 0.5}}}, {"task": [{"doc_id": 0}]})
-    assert written == tmp_path / "temp" / "results.json"
+    plan = plan_output(str(tmp_path / "out"), "demo")
+    plan.results.mkdir(parents=True)  # a directory where the file should go: the replace fails
+    written = write_results(plan, {"results": {"task": {"acc,none": 0.5}}}, {"task": [{"doc_id": 0}]})
+    assert written.parent.parent == tmp_path / "temp" and written.name == plan.results.name
     assert json.loads(written.read_text())["results"]["task"]["acc,none"] == 0.5
-    samples = target.parent / "results_samples_task.jsonl"
-    assert json.loads(samples.read_text()) == {"doc_id": 0}  # its own path was writable
-    assert sorted(p.name for p in target.parent.iterdir()) == ["results.json", "results_samples_task.jsonl"]
+    assert json.loads(plan.samples("task").read_text()) == {"doc_id": 0}  # its own path was writable
+    assert {p.name for p in plan.results.parent.iterdir()} == {plan.results.name, plan.samples("task").name}
+
+
+def test_help_lists_every_subcommand_with_its_summary(capsys):
+    from illada_eval.cli import SUBCOMMANDS
+
+    assert run_cli("--help") == 0
+    out = capsys.readouterr().out
+    for name, (_, summary) in SUBCOMMANDS.items():
+        assert name in out and summary.split()[0] in out, name
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["ls"], ["run", "--help"], ["data", "--help"],
+                                  ["--model", "demo", "--limit", "0"]])
+def test_help_ls_and_argument_errors_import_neither_torch_nor_lm_evals_tasks(argv):
+    """What makes them answer at once (the times are in benchmarks/startup.py)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom illada_eval.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(m for m in ('torch', 'transformers', 'datasets', 'lm_eval.tasks') if m in sys.modules)\n"
+            "print('heavy:', heavy)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "heavy: []", done.stdout[-500:] + done.stderr[-500:]

@@ -13,8 +13,8 @@ from lm_eval_fixtures import write_checkpoint, write_tasks
 TASKS = "toy_mc,toy_ll,toy_gen,toy_ppl"
 
 
-def responses(run_file, task):
-    path = run_file.with_name(f"{run_file.stem}_samples_{task}.jsonl")
+def responses(run_dir, task):
+    (path,) = run_dir.rglob(f"samples_{task}_*.jsonl")
     return {row["doc_id"]: row["resps"] for row in map(json.loads, path.read_text().splitlines())}
 
 
@@ -38,7 +38,7 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
     checkpoint = write_checkpoint(tmp_path / "ckpt")
     command = ["--model", str(checkpoint), "--tasks", TASKS, "--include-path", str(tasks), "--batch-size", "2",
                "--bootstrap-iters", "0", "--log-samples"]
-    two, one = tmp_path / "two.json", tmp_path / "one.json"
+    two, one = tmp_path / "two", tmp_path / "one"  # output folders
     # the command's own launcher: torchrun with two processes, which meet over gloo on a CPU
     launched = subprocess.run(
         [sys.executable, "-m", "illada_eval", "--processes", "2", *command, "--output", str(two)],
@@ -47,7 +47,7 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert main([*command, "--output", str(one)]) == 0
 
-    parallel, single = json.loads(two.read_text()), json.loads(one.read_text())
+    parallel, single = (json.loads(next(run.rglob("results_*.json")).read_text()) for run in (two, one))
     assert parallel["illada_eval"]["speed"]["processes"] == 2
     assert parallel["config"]["illada_adapter"]["world_size"] == 2
     for task in TASKS.split(","):

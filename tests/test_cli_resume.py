@@ -14,7 +14,7 @@ import pytest
 
 from illada_eval.cli import main
 from lm_eval_fixtures import one_torch_thread  # noqa: F401  (autouse: one torch thread)
-from lm_eval_fixtures import write_checkpoint, write_copy_task
+from lm_eval_fixtures import read_results, write_checkpoint, write_copy_task
 
 DOCS, CHOICES = 30, 3
 
@@ -57,11 +57,12 @@ def test_sigkilled_run_resumes_with_identical_metrics(tmp_path):
     process.wait()
     finished = finished_requests(cache_file(tmp_path / "cache"))
     assert kill_after <= finished < DOCS * CHOICES
-    assert not resumed_out.exists()
+    assert not list(tmp_path.glob("resumed*.json"))
 
     assert main([*command, "--use-cache", str(cache), "--output", str(resumed_out)]) == 0
     assert main([*command, "--output", str(reference_out)]) == 0
-    resumed, reference = (json.loads(p.read_text()) for p in (resumed_out, reference_out))
+    resumed, reference = (read_results(p) for p in (resumed_out, reference_out))
     assert resumed["results"]["toy_many"] == reference["results"]["toy_many"]
-    computed = resumed["illada_eval"]["speed"]["per_request_type"]["loglikelihood"]["requests"]
-    assert computed == DOCS * CHOICES - finished
+    speed = resumed["illada_eval"]["speed"]
+    assert speed["per_request_type"]["loglikelihood"]["requests"] == DOCS * CHOICES - finished
+    assert speed["requests"] == DOCS * CHOICES and speed["cached_requests"] == finished

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -10,6 +11,14 @@ import pytest
 
 from illada_eval import data
 from offline_mirror import mirror  # noqa: F401  (session fixture)
+
+
+@pytest.fixture(autouse=True)
+def no_default_mirror(monkeypatch, tmp_path):
+    """A mirror that `data pull` left in the user's cache must not change what these tests see,
+    nor a Hub connection error of another test."""
+    monkeypatch.setattr(data, "DEFAULT_DATA_DIR", tmp_path / "no-default-mirror")
+    monkeypatch.setattr(data, "_hub_unreachable", [])
 
 # rows per benchmark and split, as published for each benchmark (issue 6 and the Hub cards)
 PUBLISHED_ROWS = {
@@ -87,7 +96,7 @@ def test_converted_fields_are_consistent(mirror):
     assert set(mmlu["test"]["answer"]) <= {0, 1, 2, 3}
 
 
-def test_tasks_read_the_mirror_only_when_the_env_var_is_set(mirror, monkeypatch):
+def test_tasks_read_the_named_mirror_else_the_default_one_else_the_hub(mirror, monkeypatch, tmp_path):
     hub_calls = []
     monkeypatch.setattr(datasets, "load_dataset", lambda *args: hub_calls.append(args))
 
@@ -100,6 +109,15 @@ def test_tasks_read_the_mirror_only_when_the_env_var_is_set(mirror, monkeypatch)
     data.task_dataset(benchmark="gsm8k")
     data.task_dataset(benchmark="mmlu", subset="anatomy")
     assert hub_calls == [("openai/gsm8k", "main"), ("cais/mmlu", "anatomy")]
+
+    # `data pull --only gsm8k` wrote the default folder: gsm8k comes from there, mmlu from the Hub
+    default = tmp_path / "default"
+    shutil.copytree(mirror / "gsm8k", default / "gsm8k")
+    monkeypatch.setattr(data, "DEFAULT_DATA_DIR", default)
+    assert data.configured_mirror() == default
+    assert len(data.task_dataset(benchmark="gsm8k")["test"]) == 1319
+    data.task_dataset(benchmark="mmlu", subset="anatomy")
+    assert hub_calls[2:] == [("cais/mmlu", "anatomy")]
 
 
 def test_hub_only_benchmarks_go_to_the_hub_even_with_a_mirror(mirror, monkeypatch):
@@ -122,6 +140,20 @@ def test_bbh_without_network_says_how_to_get_it(tmp_path, monkeypatch):
     message = str(err.value)
     assert "SaylorTwift/bbh" in message and "no offline copy" in message
     assert "leave bbh out of --tasks" in message
+
+
+def test_after_one_connection_error_the_hub_is_not_tried_again(monkeypatch):
+    calls = []
+
+    def offline(*args):
+        calls.append(args)
+        raise ConnectionError("Couldn't reach 'SaylorTwift/bbh' on the Hub (ConnectError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    for name, subset in (("bbh", "navigate"), ("mmlu_pro", None)):
+        with pytest.raises(data.DataUnavailableError, match=f"Could not load {name}.*ConnectionError"):
+            data.load_benchmark(name, subset)
+    assert calls == [("SaylorTwift/bbh", "navigate")]
 
 
 def test_offline_benchmark_missing_from_the_mirror_names_the_command(tmp_path, monkeypatch):

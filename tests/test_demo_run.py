@@ -13,7 +13,7 @@ def steps(monkeypatch, tmp_path):
     calls = {"evaluate_status": 0, "seen_by_report": None}
 
     def evaluate(args):
-        folder = Path(args[args.index("--output") + 1]) / "demo"
+        folder = Path(args[args.index("--output-path") + 1]) / "demo"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"results_new{len(list(folder.iterdir()))}.json").write_text("{}")
         return calls["evaluate_status"]

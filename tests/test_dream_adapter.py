@@ -54,7 +54,7 @@ def test_dream_sampler_copies_through_lm_eval(alg, tokenizer, tasks_dir):
 
 def test_dream_scoring_through_lm_eval(tokenizer, tasks_dir):
     toy = CopyToy(tokenizer)
-    lm = DiffusionLM(pretrained=toy, tokenizer=tokenizer, mc_scoring="dream", mc_num=32,
+    lm = DiffusionLM(pretrained=toy, tokenizer=tokenizer, scoring="dream", mc_num=32,
                      mc_batch_size=8, batch_size=16)
     results = evaluate(lm, tasks_dir, ["toy_mc"])
     assert results["results"]["toy_mc"]["acc,none"] == pytest.approx(0.75)
@@ -83,7 +83,7 @@ def test_dream_checkpoint_results_do_not_depend_on_batch_size(remasking, dream_c
     # generation, right for scoring) must not reach any score or answer
     runs = []
     for batch_size in (1, 5):
-        lm = DiffusionLM(pretrained=str(dream_checkpoint), mc_scoring="dream", mc_num=8, mc_batch_size=4,
+        lm = DiffusionLM(pretrained=str(dream_checkpoint), scoring="dream", mc_num=8, mc_batch_size=4,
                          remasking=remasking, temperature=0.5, batch_size=batch_size)
         assert isinstance(lm.network, DreamForMaskedLM)
         runs.append(evaluate(lm, tasks_dir, ["toy_mc", "toy_gen"]))

@@ -154,7 +154,7 @@ def test_task_follows_the_paper_protocol(task_manager, offline, built_tasks, nam
             assert (gen["max_gen_toks"], gen["block_length"]) == method
             assert gen["steps"] == gen["max_gen_toks"]  # one token per step
             assert gen["do_sample"] is False and gen["temperature"] == 0.0
-            assert set(presets.DIFFUSION_GENERATION_KEYS) <= set(gen)
+            assert {"block_length", "steps", "variable_length", "logits_eos_inf", "confidence_eos_eot_inf"} <= set(gen)
 
 
 @pytest.mark.parametrize("entry", get_protocol("llada-base").tasks, ids=lambda entry: entry.task)

@@ -1,10 +1,14 @@
 """Training configuration: recipes, overrides, validation, the learning-rate schedule."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from illada_eval.train.checkpoint import export_model
 from illada_eval.train.cli import main
-from illada_eval.train.config import RECIPES_DIR, load_config, parse_overrides
+from illada_eval.train.config import RECIPES_DIR, check_output_paths, load_config, parse_overrides
+from illada_eval.train.data import _read_local
 from illada_eval.train.schedule import lr_at
 
 
@@ -74,3 +78,58 @@ def test_schedule_warmup_constant_then_decay():
     assert all(a >= b for a, b in zip(cosine[80:], cosine[81:]))  # decays monotonically
     assert linear[89] == pytest.approx(0.1 + 0.9 * (1 - 10 / 20))  # half-way down the line
     assert cosine[84] > linear[84]  # a cosine starts slower than a line
+
+
+def test_the_export_never_replaces_the_installed_package_or_an_earlier_export(tmp_path, monkeypatch, capsys):
+    """``illada-train demo`` run from the repository root once overwrote the bundled demo model."""
+    import illada_eval
+
+    demo = Path(illada_eval.__file__).resolve().parent / "demo"
+    before = {p.name: p.stat().st_mtime_ns for p in demo.iterdir()}
+    monkeypatch.chdir(demo.parent.parent)  # where the demo recipe's relative export_dir is the package's
+    assert main(["demo", "--max_steps", "3", "--output_dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "export_dir illada_eval/demo is inside the installed illada-eval package" in err and "--overwrite" in err
+    assert {p.name: p.stat().st_mtime_ns for p in demo.iterdir()} == before
+    assert not (tmp_path / "run").exists(), "refused before any work"
+
+    earlier = tmp_path / "export"
+    earlier.mkdir()
+    (earlier / "model.safetensors").write_text("an earlier model")
+    with pytest.raises(ValueError, match=f"export_dir {earlier} already holds files.*--overwrite"):
+        check_output_paths(load_config("demo", ["--export_dir", str(earlier)]))
+    check_output_paths(load_config("demo", ["--export_dir", str(earlier), "--overwrite"]))
+
+
+def test_an_output_dir_that_is_a_file_is_named(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["demo", "--output_dir", str(blocker), "--export_dir", str(tmp_path / "e")]) == 2
+    assert f"output_dir {blocker} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_text_that_is_not_utf8_names_its_file(tmp_path, capsys):
+    recipe = tmp_path / "latin1.yaml"
+    recipe.write_bytes("objective: pretrain  # caf\xe9\n".encode("latin-1"))
+    assert main([str(recipe)]) == 2
+    assert f"recipe {recipe} is not UTF-8 text" in capsys.readouterr().err
+    data = tmp_path / "latin1.jsonl"
+    data.write_bytes('{"text": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=f"data file {data} is not UTF-8 text .* at byte 13"):
+        list(_read_local(data, "text"))
+
+
+def test_exported_files_get_the_permissions_of_a_new_file(tmp_path):
+    import os
+    import tempfile
+
+    def write_private(folder):  # a writer that goes through mkstemp leaves mode 0600
+        handle, name = tempfile.mkstemp(dir=folder)
+        os.close(handle)
+        os.rename(name, folder / "model.safetensors")
+
+    export_model(tmp_path / "export", write_private)
+    mask = os.umask(0)
+    os.umask(mask)
+    mode = (tmp_path / "export" / "model.safetensors").stat().st_mode & 0o777
+    assert mode == 0o666 & ~mask, f"mode {mode:o}, expected {0o666 & ~mask:o}"

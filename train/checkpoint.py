@@ -114,7 +114,8 @@ def write_checkpoint(output_dir: Path, step: int, write_files: Callable[[Path], 
 
 def export_model(target: Path, write_files: Callable[[Path], None]) -> None:
     """Write model files into ``target`` file by file (each replaced atomically), leaving any
-    other files there (a README, for instance) in place."""
+    other files there (a README, for instance) in place. The files get the permissions of any
+    new file (0644 under the usual umask), whatever temporary-file mode a writer used."""
     target.mkdir(parents=True, exist_ok=True)
     temp = target.parent / f"{TEMP_PREFIX}{target.name}-export"
     if temp.exists():
@@ -122,10 +123,18 @@ def export_model(target: Path, write_files: Callable[[Path], None]) -> None:
     temp.mkdir()
     write_files(temp)
     _fsync_tree(temp)
+    mode = 0o666 & ~_umask()
     for file in sorted(temp.iterdir()):
+        os.chmod(file, mode)
         os.replace(file, target / file.name)
     temp.rmdir()
     _fsync_dir(target)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def save_state(folder: Path, state: dict[str, Any]) -> None:

@@ -78,6 +78,7 @@ class TrainConfig:
     # --- output ---
     output_dir: str = "runs/train"
     export_dir: str | None = None  # also write the final model here, without training state
+    overwrite: bool = False  # allow export_dir to replace a model there or in the installed package
     save_every: int = 1000
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -172,6 +173,37 @@ def validate(config: TrainConfig) -> TrainConfig:
     return config
 
 
+def check_output_paths(config: TrainConfig) -> None:
+    """The folders the run writes are folders, and the export replaces nothing a user owns
+    (an earlier export, the installed package's files) unless ``overwrite`` says so."""
+    for key in ("output_dir", "export_dir"):
+        value = getattr(config, key)
+        if value is not None and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+            raise ValueError(f"{key} {value} is a file, not a folder; choose another --{key}")
+    if config.export_dir is None or config.overwrite:
+        return
+    export = Path(config.export_dir).expanduser().resolve()
+    package = next((root for root in package_roots() if export == root or root in export.parents), None)
+    if package is not None:
+        raise ValueError(f"export_dir {config.export_dir} is inside the installed illada-eval package ({package}); "
+                         "choose another --export_dir, or pass --overwrite to replace the files there")
+    if export.is_dir() and any(export.iterdir()):
+        raise ValueError(f"export_dir {config.export_dir} already holds files; choose another --export_dir, "
+                         "or pass --overwrite to replace the model there")
+
+
+def package_roots() -> list[Path]:
+    """The folders the installed package's modules live in (model/, train/ and tasks/ install as
+    parts of illada_eval)."""
+    import importlib.util
+
+    roots = []
+    for name in ("illada_eval", "illada_eval.model", "illada_eval.train", "illada_eval.tasks"):
+        spec = importlib.util.find_spec(name)
+        roots += [Path(p).resolve() for p in (spec.submodule_search_locations or [])] if spec else []
+    return roots
+
+
 def resolve_recipe(name_or_path: str | Path) -> Path:
     """A recipe file: a path, or the name of a bundled recipe (``demo``, ``pretrain``, ...)."""
     path = Path(name_or_path)
@@ -239,9 +271,12 @@ def load_config(recipe: str | Path | None, overrides: list[str] | dict[str, Any]
     if recipe is not None:
         path = resolve_recipe(recipe)
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
             raise ValueError(f"recipe {path} is not valid YAML: {error}") from error
+        except UnicodeDecodeError as error:
+            raise ValueError(f"recipe {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                             "save it as UTF-8") from None
         if not isinstance(values, dict):
             raise ValueError(f"recipe {path} must be a mapping of keys to values")
         where = f"recipe {path} or the command line"

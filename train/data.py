@@ -75,6 +75,14 @@ def check_data_files(paths: list[str]) -> list[Path]:
 
 
 def _read_local(file: Path, text_field: str) -> Iterator[dict[str, Any]]:
+    try:
+        yield from _parse_local(file, text_field)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"data file {file} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                         "convert it, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def _parse_local(file: Path, text_field: str) -> Iterator[dict[str, Any]]:
     if file.suffix == ".json":
         try:
             records = json.loads(file.read_text(encoding="utf-8") or "[]")

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..model import ILLaDAConfig, ILLaDAForMaskedLM, load_model, pretrain_loss, sft_loss, variable_length_sft_loss
 from . import checkpoint as ckpt
-from .config import DATA_STREAM_FIELDS, TrainConfig, config_to_dict
+from .config import DATA_STREAM_FIELDS, TrainConfig, check_output_paths, config_to_dict
 from .data import MicroBatch, PackedRows, load_rows, masking_generators, micro_batch, read_records
 from .schedule import build_scheduler
 from .tokenizer import (
@@ -382,4 +382,5 @@ class Trainer:
 
 
 def train(config: TrainConfig) -> TrainResult:
+    check_output_paths(config)  # before any work: the export must not replace what a user owns
     return Trainer(config).train()
