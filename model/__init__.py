@@ -15,7 +15,7 @@ AutoModel.register(ILLaDAConfig, ILLaDAModel, exist_ok=True)
 AutoModelForMaskedLM.register(ILLaDAConfig, ILLaDAForMaskedLM, exist_ok=True)
 
 # --- diffusion process (masking, losses, likelihood, sampler) ---
-from ._logits import call_logits, model_device
+from ._logits import call_logits, model_device, network_output
 from .likelihood import confidence_score, elbo_loglikelihood, elbo_mask_plan
 from .losses import pretrain_loss, sft_loss, variable_length_sft_loss
 from .masking import MaskedBatch, forward_mask
