@@ -62,10 +62,8 @@ class RotaryEmbedding(nn.Module):
         return cos[position_ids][:, None], sin[position_ids][:, None]
 
     def _build(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        # round up so growing canvases rebuild rarely; ordinary tensors even when the first call
-        # runs under inference_mode, so training after evaluation can still use them
-        length = -(-length // 256) * 256
-        with torch.inference_mode(False), torch.no_grad():
+        length = -(-length // 256) * 256  # round up: a growing canvas rebuilds rarely
+        with torch.no_grad():
             exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float64, device=device)
             inv_freq = (1.0 / self.theta ** (exponents / self.head_dim)).float()
             angles = torch.arange(length, device=device).float()[:, None] * inv_freq

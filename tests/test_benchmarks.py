@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from illada_eval.adapter import CountingModel
 from illada_eval.model import confidence_score, elbo_loglikelihood, elbo_mask_plan
@@ -39,6 +40,21 @@ def test_counter_counts_the_distinct_elbo_masks(counting_model):
     assert counting_model.sequences == sum(len(masks) for masks in plans)
     assert counting_model.sequences < 32 * len(PROMPTS)  # short continuations: duplicates merged
     assert counting_model.calls == math.ceil(counting_model.sequences / 7)
+
+
+def test_counter_checks_only_the_logits_read():
+    def nan_at_position_1(input_ids, attention_mask):
+        logits = torch.zeros(*input_ids.shape, 8)
+        logits[:, 1] = float("nan")
+        return logits
+
+    model = CountingModel(nan_at_position_1)
+    ids = torch.arange(6)[None]
+    read = torch.zeros(1, 6, dtype=torch.bool)
+    read[0, 3:] = True
+    assert model(ids, logits_at=read).shape == (3, 8)
+    with pytest.raises(FloatingPointError, match="NaN logits"):
+        model(ids)
 
 
 def test_power_law_fit_recovers_an_exact_power_law():
