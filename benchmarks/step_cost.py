@@ -1,0 +1,180 @@
+"""Per-call cost of block decoding: the exact path and each cache mode, with every position run
+projected (as before logits-only projection) or only the block's; FLOPs counted, time measured.
+
+A randomly initialised network with LLaDA-8B's vocabulary (126,464 tokens) and head count (32)
+but few layers decodes one 32-position block of a 512-token canvas (random prompt tokens, the
+block, masked positions after it). Three kinds of call:
+
+- exact: the whole canvas (every step of an uncached block; also a cached block's first step,
+  which fills the cache);
+- prefix: a later step under the prefix cache: the block and everything after it;
+- dual: a later step under the dual cache: the block alone.
+
+"full" projects every position the call runs and selects the block afterwards; "block" projects
+only the block. Both must propose identical tokens (the block's greedy argmax). A block decoded
+in ``--steps-per-block`` steps costs that many exact calls uncached, or one exact call plus the
+rest as later calls cached: the block-step times are those totals divided by the steps.
+
+    OMP_NUM_THREADS=1 python benchmarks/step_cost.py [--hidden 1024] [--layers 2]
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import torch
+
+from illada_eval.model import ILLaDAForMaskedLM, call_logits
+from illada_eval.model._logits import column_select
+from illada_eval.model.kv_cache import KV_CACHE_MODES, BlockKVCache
+
+from _common import add_load_option, check_load, machine_line, random_network, timed, write_results
+
+LLADA_8B_VOCAB, LLADA_8B_HEADS = 126464, 32
+
+
+class FullProjection(torch.nn.Module):
+    """The network as it ran before logits-only projection: it does not take ``logits_at``, so
+    every position it runs is projected and the caller selects the block."""
+
+    def __init__(self, network: ILLaDAForMaskedLM):
+        super().__init__()
+        self.network = network
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        return self.network(input_ids, attention_mask=attention_mask, **kwargs)
+
+
+@dataclass
+class Shape:
+    """The network and canvas a measurement runs."""
+
+    vocab: int = LLADA_8B_VOCAB
+    heads: int = LLADA_8B_HEADS
+    hidden: int = 1024
+    intermediate: int = 2816
+    layers: int = 2
+    canvas: int = 512
+    block_start: int = 256
+    block: int = 32
+    batch: int = 1
+
+    def network(self, dtype: torch.dtype, device: str, mask_id: int | None = None,
+                eos_id: int | None = None) -> ILLaDAForMaskedLM:
+        return random_network(
+            vocab=self.vocab, hidden=self.hidden, intermediate=self.intermediate, layers=self.layers,
+            heads=self.heads, mask_id=self.vocab - 1 if mask_id is None else mask_id, eos_id=eos_id,
+            dtype=dtype, device=device,
+        )
+
+    def call_flops(self, queries: int, keys: int, projected: int) -> float:
+        """Multiply-adds x 2 of one call running ``queries`` positions that attend to ``keys``
+        and project ``projected`` of them (weights and attention; norms and softmax left out)."""
+        h = self.hidden
+        per_position = 2 * (4 * h * h + 3 * h * self.intermediate)  # q, k, v, o; gate, up, down
+        attention = 2 * 2 * queries * keys * h  # scores and weighted values, all heads
+        layers = self.layers * (queries * per_position + attention)
+        return self.batch * (layers + 2 * projected * h * self.vocab)
+
+
+def canvas(shape: Shape, mask_id: int, device: str) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, mask_id, (shape.batch, shape.canvas), generator=generator)
+    ids[:, shape.block_start:] = mask_id
+    return ids.to(device)
+
+
+def measure(network: ILLaDAForMaskedLM, shape: Shape, repeats: int, device: str) -> dict:
+    """Time, FLOPs and proposed tokens of each kind of call, full and block projection."""
+    ids = canvas(shape, network.config.mask_token_id, device)
+    start, block, width = shape.block_start, shape.block, shape.canvas
+    calls = {  # positions run, positions attended to, positions projected by "full"
+        "exact": (width, width, width),
+        "prefix": (width - start, width, width - start),
+        "dual": (block, width, block),
+    }
+    rows = {}
+    for projection, model in (("full", FullProjection(network)), ("block", network)):
+        select = column_select(ids, start, block)
+        exact = lambda: call_logits(model, ids, None, select)
+        logits, wall = timed(exact, repeats)
+        rows[("exact", projection)] = (wall, logits.view(shape.batch, block, -1).argmax(-1))
+        for mode in KV_CACHE_MODES:
+            cache = BlockKVCache(mode)
+            cache.block_logits(model, ids, None, start, block)  # the block's first step fills it
+            later = lambda: cache.block_logits(model, ids, None, start, block)
+            logits, wall = timed(later, repeats)
+            rows[(mode, projection)] = (wall, logits.argmax(-1))
+    results = {}
+    for kind, (queries, keys, projected) in calls.items():
+        full_wall, full_tokens = rows[(kind, "full")]
+        block_wall, block_tokens = rows[(kind, "block")]
+        results[kind] = {
+            "full": {"wall_s": full_wall, "flops": shape.call_flops(queries, keys, projected)},
+            "block": {"wall_s": block_wall, "flops": shape.call_flops(queries, keys, block)},
+            "identical_tokens": bool(torch.equal(full_tokens, block_tokens)),
+        }
+    return results
+
+
+def block_steps(calls: dict, steps: int) -> dict:
+    """Time per step of a block decoded in ``steps`` steps: uncached, and under each cache."""
+    out = {}
+    for projection in ("full", "block"):
+        exact = calls["exact"][projection]["wall_s"]
+        out[projection] = {"exact": exact}
+        for mode in KV_CACHE_MODES:
+            out[projection][mode] = (exact + (steps - 1) * calls[mode][projection]["wall_s"]) / steps
+    return out
+
+
+def report(calls: dict, steps_table: dict, steps: int) -> None:
+    print(f"{'call':<8}{'projection':>11}{'GFLOP':>10}{'ms':>10}{'FLOPs ÷':>9}{'time ÷':>8}{'same tokens':>13}")
+    for kind, row in calls.items():
+        for projection in ("full", "block"):
+            r = row[projection]
+            print(f"{kind:<8}{projection:>11}{r['flops'] / 1e9:>10.2f}{1e3 * r['wall_s']:>10.2f}"
+                  f"{row['full']['flops'] / r['flops']:>9.2f}{row['full']['wall_s'] / r['wall_s']:>8.2f}"
+                  f"{'yes' if row['identical_tokens'] else 'NO':>13}")
+    print(f"\nper step of a block decoded in {steps} steps (the first fills the cache), ms:")
+    before, after = steps_table["full"], steps_table["block"]
+    for mode in ("exact", *KV_CACHE_MODES):
+        print(f"{mode:<8} before {1e3 * before[mode]:>9.2f}  after {1e3 * after[mode]:>9.2f}  "
+              f"÷ {before[mode] / after[mode]:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    defaults = Shape()
+    for field in ("hidden", "intermediate", "layers", "canvas", "block_start", "block", "batch"):
+        parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field))
+    parser.add_argument("--steps-per-block", type=int, default=4,
+                        help="steps a block takes (threshold decoding takes few)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--output", default="results/benchmarks/step_cost.json")
+    add_load_option(parser)
+    args = parser.parse_args()
+    load = check_load(args.allow_load)
+    shape = Shape(**{f: getattr(args, f) for f in ("hidden", "intermediate", "layers", "canvas",
+                                                    "block_start", "block", "batch")})
+    results = run(shape, args.steps_per_block, args.repeats, args.device, getattr(torch, args.dtype))
+    write_results(args.output, machine_line(), vars(args), load, **results)
+
+
+@torch.inference_mode()
+def run(shape: Shape, steps: int, repeats: int, device: str, dtype: torch.dtype) -> dict:
+    network = shape.network(dtype, device)
+    parameters = sum(p.numel() for p in network.parameters())
+    print(f"random network: {parameters / 1e6:.0f}M parameters, vocab {shape.vocab}, {shape.heads} "
+          f"heads, {shape.layers} layers of {shape.hidden}; canvas {shape.canvas}, block "
+          f"{shape.block} at {shape.block_start}, batch {shape.batch}; {machine_line()}")
+    calls = measure(network, shape, repeats, device)
+    table = block_steps(calls, steps)
+    report(calls, table, steps)
+    return {"parameters": parameters, "calls": calls, "block_steps": table}
+
+
+if __name__ == "__main__":
+    main()
