@@ -68,13 +68,19 @@ class Shape:
         )
 
     def call_flops(self, queries: int, keys: int, projected: int) -> float:
-        """Multiply-adds x 2 of one call running ``queries`` positions that attend to ``keys``
-        and project ``projected`` of them (weights and attention; norms and softmax left out)."""
+        """FLOPs (2 per multiply-add) of one call running ``queries`` positions that attend to
+        ``keys`` and projecting ``projected`` of them (norms and softmax left out)."""
+        return self.weight_flops(queries, projected) + self.attention_flops(queries, keys)
+
+    def weight_flops(self, queries: int, projected: int) -> float:
+        """The matrix products with weights: q, k, v, o, gate, up, down per layer; the lm head."""
         h = self.hidden
-        per_position = 2 * (4 * h * h + 3 * h * self.intermediate)  # q, k, v, o; gate, up, down
-        attention = 2 * 2 * queries * keys * h  # scores and weighted values, all heads
-        layers = self.layers * (queries * per_position + attention)
-        return self.batch * (layers + 2 * projected * h * self.vocab)
+        per_position = 2 * (4 * h * h + 3 * h * self.intermediate)
+        return self.batch * (self.layers * queries * per_position + 2 * projected * h * self.vocab)
+
+    def attention_flops(self, queries: int, keys: int) -> float:
+        """Scores and weighted values, all heads and layers."""
+        return self.batch * self.layers * 2 * 2 * queries * keys * self.hidden
 
 
 def canvas(shape: Shape, mask_id: int, device: str) -> torch.Tensor:
