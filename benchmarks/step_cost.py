@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from illada_eval.model import ILLaDAForMaskedLM, call_logits
-from illada_eval.model._logits import column_select
+from illada_eval.model._logits import select_block
 from illada_eval.model.kv_cache import KV_CACHE_MODES, BlockKVCache
 
 from _common import add_load_option, check_load, machine_line, random_network, timed, write_results
@@ -99,16 +99,16 @@ def measure(network: ILLaDAForMaskedLM, shape: Shape, repeats: int, device: str)
         "prefix": (width - start, width, width - start),
         "dual": (block, width, block),
     }
+    read = torch.ones(shape.batch, block, dtype=torch.bool, device=ids.device)  # all masked
     rows = {}
     for projection, model in (("full", FullProjection(network)), ("block", network)):
-        select = column_select(ids, start, block)
-        exact = lambda: call_logits(model, ids, None, select)
+        exact = lambda: call_logits(model, ids, None, select_block(ids, start, read))
         logits, wall = timed(exact, repeats)
-        rows[("exact", projection)] = (wall, logits.view(shape.batch, block, -1).argmax(-1))
+        rows[("exact", projection)] = (wall, logits.argmax(-1))
         for mode in KV_CACHE_MODES:
             cache = BlockKVCache(mode)
-            cache.block_logits(model, ids, None, start, block)  # the block's first step fills it
-            later = lambda: cache.block_logits(model, ids, None, start, block)
+            cache.block_logits(model, ids, None, start, read)  # the block's first step fills it
+            later = lambda: cache.block_logits(model, ids, None, start, read)
             logits, wall = timed(later, repeats)
             rows[(mode, projection)] = (wall, logits.argmax(-1))
     results = {}

@@ -108,10 +108,10 @@ def pad_batch(
     return ids.to(device), (attention.to(device) if needs_mask else None)
 
 
-def column_select(ids: torch.Tensor, start: int, length: int) -> torch.Tensor:
-    """Bool ``[B, L]`` like ``ids``, true in columns ``start : start + length`` (a block)."""
+def select_block(ids: torch.Tensor, start: int, read: torch.Tensor) -> torch.Tensor:
+    """Bool ``[B, L]`` like ``ids``: ``read [B, block]`` placed at columns ``start : start + block``."""
     select = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
-    select[:, start : start + length] = True
+    select[:, start : start + read.shape[1]] = read
     return select
 
 

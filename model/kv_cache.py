@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._logits import LogitsModel, column_select, network_output
+from ._logits import LogitsModel, network_output, select_block
 from .modeling import KVCache, default_position_ids
 
 KV_CACHE_MODES = ("prefix", "dual")
@@ -47,29 +47,29 @@ class BlockKVCache:
         ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
         start: int,
-        length: int,
+        read: torch.Tensor,
         rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits ``[B, length, V]`` of canvas positions ``start : start + length``; only those
-        positions are projected.
+        """Logits ``[n, V]`` of the block ``start : start + block`` at the positions where
+        ``read [B, block]`` is true (row-major order); only those positions are projected.
 
         On a later step, ``rows`` (ascending indices into the first step's batch) says which
         rows ``ids`` holds: rows whose block is finished leave the forward, and their cache
         entries are dropped for the rest of the block.
         """
         if self.past is None:
-            output = _call_network(model, ids, column_select(ids, start, length), attention_mask=attention_mask)
+            output = _call_network(model, ids, select_block(ids, start, read), attention_mask=attention_mask)
             positions = default_position_ids(ids, attention_mask)
-            self._keep(output.key_values, attention_mask, positions, start, start + length)
+            self._keep(output.key_values, attention_mask, positions, start, start + read.shape[1])
             self.rows = torch.arange(len(ids), device=ids.device)
-        else:
-            if rows is not None and not torch.equal(rows, self.rows):
-                self._keep_rows(rows)
-            output = _call_network(
-                model, ids[:, self.span], column_select(ids[:, self.span], 0, length),
-                attention_mask=self.mask, past_key_values=self.past, position_ids=self.positions,
-            )
-        return output.logits.view(len(ids), length, -1)
+            return output.logits
+        if rows is not None and not torch.equal(rows, self.rows):
+            self._keep_rows(rows)
+        later = ids[:, self.span]  # the block comes first in both modes
+        return _call_network(
+            model, later, select_block(later, 0, read), attention_mask=self.mask,
+            past_key_values=self.past, position_ids=self.positions,
+        ).logits
 
     def _keep(self, key_values: KVCache, attention_mask, positions, start: int, end: int) -> None:
         if self.mode == "prefix":

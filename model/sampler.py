@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ._logits import (
-    LogitsModel, apply_guidance, call_logits, column_select, model_device, pad_batch, with_unconditional,
+    LogitsModel, apply_guidance, call_logits, model_device, pad_batch, select_block, with_unconditional,
 )
 from .kv_cache import BlockKVCache
 from .masking import derive_seed, seeded_generator
@@ -119,22 +119,25 @@ class _Rows:
 
 def _propose(
     logits: torch.Tensor,
+    read: torch.Tensor,
     generators: list[torch.Generator] | None,
     *,
     mask_id: int,
     temperature: float,
     remasking: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Proposed tokens and confidences ``[B, block]`` from the block's float32 logits
-    ``[B, block, V]``; row ``i`` draws its random numbers from ``generators[i]``.
+    """Proposed tokens and confidences ``[B, block]`` from the float32 logits ``[n, V]`` of the
+    positions where ``read [B, block]`` is true (row-major); row ``i`` draws its random numbers
+    from ``generators[i]``. Elsewhere the proposal is ``mask_id`` and the confidence 0.
 
     Greedy proposals are the argmax of the logits as they are (an upcast cannot change it).
     Sampling is Gumbel-max in float64 as in LLaDA (``argmax exp(l) / (-log u)^T``, taken in log
-    space so large logits cannot overflow), one row at a time. The mask token is never proposed
-    (an undertrained model may rank it first, and a "revealed" mask token means nothing);
-    confidences keep LLaDA's softmax over the full vocabulary, so nothing changes wherever LLaDA
-    would not have proposed the mask token. The softmax's normaliser is taken in float32: only
-    the proposal's probability is float64.
+    space so large logits cannot overflow), one row at a time, with noise drawn for the whole
+    block so a position's draw does not depend on which others are still masked. The mask token
+    is never proposed (an undertrained model may rank it first, and a "revealed" mask token
+    means nothing); confidences keep LLaDA's softmax over the full vocabulary, so nothing
+    changes wherever LLaDA would not have proposed the mask token. The softmax's normaliser is
+    taken in float32: only the proposal's probability is float64.
     """
     x0 = logits.argmax(dim=-1)
     if bool((x0 == mask_id).any()):
@@ -142,21 +145,28 @@ def _propose(
     confidence = None
     if temperature > 0 or remasking == "random":
         confidence = torch.zeros(x0.shape, dtype=torch.float64, device=logits.device)
-        for row, generator in enumerate(generators):
+        ends = read.sum(dim=1).cumsum(dim=0).tolist()
+        for row, (generator, end) in enumerate(zip(generators, ends)):
+            here = slice(end - int(read[row].sum()), end)
             if temperature > 0:
                 uniform = torch.rand(
-                    logits.shape[1:], dtype=torch.float64, device=logits.device, generator=generator
-                )
-                noisy = _without_mask_token(logits[row].double(), mask_id)
-                x0[row] = (noisy - temperature * torch.log(-torch.log(uniform))).argmax(dim=-1)
+                    read.shape[1], logits.shape[1], dtype=torch.float64, device=logits.device,
+                    generator=generator,
+                )[read[row]]
+                noisy = _without_mask_token(logits[here].double(), mask_id)
+                x0[here] = (noisy - temperature * torch.log(-torch.log(uniform))).argmax(dim=-1)
             if remasking == "random":
-                confidence[row] = torch.rand(
-                    logits.shape[1], dtype=torch.float64, device=logits.device, generator=generator
-                )
+                confidence[here] = torch.rand(
+                    read.shape[1], dtype=torch.float64, device=logits.device, generator=generator
+                )[read[row]]
     if remasking == "low_confidence":
         log_norm = torch.logsumexp(logits, dim=-1)
-        confidence = torch.exp(logits.gather(-1, x0[..., None])[..., 0].double() - log_norm.double())
-    return x0, confidence
+        confidence = torch.exp(logits.gather(-1, x0[:, None])[:, 0].double() - log_norm.double())
+    proposals = torch.full(read.shape, mask_id, dtype=x0.dtype, device=x0.device)
+    proposals[read] = x0
+    confidences = torch.zeros(read.shape, dtype=torch.float64, device=x0.device)
+    confidences[read] = confidence
+    return proposals, confidences
 
 
 def _without_mask_token(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
@@ -285,10 +295,12 @@ def generate(
         while bool(still_masked.any()):
             if threshold is None and step == len(schedule):
                 break
-            # rows whose block is finished (threshold decoding) leave the forward
+            # rows whose block is finished (threshold decoding) leave the forward; the logits
+            # of the still-masked positions are the only ones read
             active = still_masked.any(dim=1).nonzero()[:, 0]
             subset = None if len(active) == len(rows) else active
-            logits = _block_logits(model, rows, subset, start, block_length, cfg_scale, cache)
+            read = still_masked[active]
+            logits = _block_logits(model, rows, subset, start, read, cfg_scale, cache)
             nfe += 1
             for i in active.tolist():
                 rows.nfe[rows.index[i]] += 1
@@ -296,14 +308,14 @@ def generate(
             if needs_generators:
                 generators = [rows.random_generators()[i] for i in active.tolist()]
             x0, confidence = _propose(
-                logits, generators, mask_id=mask_id, temperature=temperature, remasking=remasking,
+                logits, read, generators, mask_id=mask_id, temperature=temperature,
+                remasking=remasking,
             )
             if suppress_eos_confidence:
                 # below every probability, yet above the -inf of positions not to reveal
                 confidence = torch.where(torch.isin(x0, eos_tensor), confidence - 2.0, confidence)
             transfer = _select_transfers(
-                confidence, still_masked[active], None if schedule is None else schedule[step],
-                threshold,
+                confidence, read, None if schedule is None else schedule[step], threshold
             )
             block_view = rows.canvas[active, start : start + block_length]
             rows.canvas[active, start : start + block_length] = torch.where(transfer, x0, block_view)
@@ -330,25 +342,26 @@ def generate(
 
 
 def _block_logits(
-    model: LogitsModel, rows: _Rows, subset: torch.Tensor | None, start: int, length: int,
+    model: LogitsModel, rows: _Rows, subset: torch.Tensor | None, start: int, read: torch.Tensor,
     cfg_scale: float, cache: BlockKVCache | None,
 ) -> torch.Tensor:
-    """Float32 logits ``[n, length, V]`` of the current block for the rows ``subset`` (all when
-    ``None``), guided when ``cfg_scale > 0`` (the conditional and unconditional canvases share
-    one model call). Only the block's positions are projected."""
+    """Float32 logits ``[n, V]`` of the current block's positions where ``read [B, block]`` is
+    true, for the rows ``subset`` (all when ``None``); guided when ``cfg_scale > 0`` (the
+    conditional and unconditional canvases share one model call). Only those positions are
+    projected."""
     ids, attention = rows.canvas, rows.attention
     if cfg_scale > 0:
         ids, attention = with_unconditional(ids, attention, rows.uncond_canvas())
+        read = torch.cat([read, read])
     if subset is not None:
         # guidance: a row's unconditional copy sits one batch further
         subset = subset if cfg_scale <= 0 else torch.cat([subset, subset + len(rows)])
         ids = ids[subset]
         attention = None if attention is None else attention[subset]
     if cache is None:
-        logits = call_logits(model, ids, attention, column_select(ids, start, length))
-        logits = logits.view(len(ids), length, -1)
+        logits = call_logits(model, ids, attention, select_block(ids, start, read))
     else:
-        logits = cache.block_logits(model, ids, attention, start, length, subset)
+        logits = cache.block_logits(model, ids, attention, start, read, subset)
     return apply_guidance(logits.float(), cfg_scale) if cfg_scale > 0 else logits.float()
 
 

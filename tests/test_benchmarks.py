@@ -99,20 +99,21 @@ def test_step_cost_counts_every_weight_product_of_a_call(mode, projection):
     from torch.utils.flop_counter import FlopCounterMode
 
     from illada_eval.model import call_logits
-    from illada_eval.model._logits import column_select
+    from illada_eval.model._logits import select_block
     from illada_eval.model.kv_cache import BlockKVCache
 
     network = SMALL.network(torch.float32, "cpu")
     model = FullProjection(network) if projection == "full" else network
     ids, start, block, width = canvas(SMALL, 127, "cpu"), SMALL.block_start, SMALL.block, SMALL.canvas
+    read = torch.ones(SMALL.batch, block, dtype=torch.bool)
     cache = BlockKVCache(mode) if mode else None
     if cache:
-        cache.block_logits(model, ids, None, start, block)  # fill; the later step is counted
+        cache.block_logits(model, ids, None, start, read)  # fill; the later step is counted
     with FlopCounterMode(display=False) as counter:
         if cache:
-            cache.block_logits(model, ids, None, start, block)
+            cache.block_logits(model, ids, None, start, read)
         else:
-            call_logits(model, ids, None, column_select(ids, start, block))
+            call_logits(model, ids, None, select_block(ids, start, read))
     queries = {None: width, "prefix": width - start, "dual": block}[mode]
     projected = queries if projection == "full" else block
     # torch counts linear layers exactly (attention on the CPU goes uncounted)

@@ -45,6 +45,12 @@ def _canvas(model, seed=0):
     return ids, attention, width + 4
 
 
+def _whole_block(cache, model, ids, attention, start):
+    """The cache's logits ``[B, 4, V]`` of every position of the 4-token block at ``start``."""
+    read = torch.ones(len(ids), 4, dtype=torch.bool)
+    return cache.block_logits(model, ids, attention, start, read).view(len(ids), 4, -1)
+
+
 @torch.no_grad()
 def _second_step(mode: str, layers: int):
     """A block's first and second step through the cache (the first revealed two tokens), and
@@ -52,10 +58,10 @@ def _second_step(mode: str, layers: int):
     model = _model(layers)
     ids, attention, start = _canvas(model)
     cache = BlockKVCache(mode)
-    first = cache.block_logits(model, ids, attention, start, 4)
+    first = _whole_block(cache, model, ids, attention, start)
     torch.testing.assert_close(first, model(ids, attention_mask=attention).logits[:, start : start + 4])
     ids[:, start : start + 2] = torch.tensor([40, 41])
-    cached = cache.block_logits(model, ids, attention, start, 4)
+    cached = _whole_block(cache, model, ids, attention, start)
     full = model(ids, attention_mask=attention).logits[:, start : start + 4]
     return cache, (model, ids, attention, start), first, cached, full
 
@@ -73,7 +79,7 @@ def test_deeper_network_reuses_stale_keys_until_the_next_block(mode):
     cache, canvas, _, cached, full = _second_step(mode, layers=2)
     assert (cached - full).abs().max() > 1e-4  # approximate: the cached keys are stale
     cache.forget()
-    torch.testing.assert_close(cache.block_logits(*canvas, 4), full)
+    torch.testing.assert_close(_whole_block(cache, *canvas), full)
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
