@@ -48,8 +48,8 @@ def main() -> None:
     with torch.inference_mode():
         shape = STEP_SHAPES[size]
         network = shape.network(dtype, device)
-        calls = measure(network, shape, repeats=3, device=device)
-        steps = block_steps(calls, args.steps_per_block)
+        calls = measure(network, shape, args.steps_per_block, repeats=3, device=device)
+        steps = block_steps(calls, shape.block, args.steps_per_block)
         report(calls, steps, args.steps_per_block)
         del network
 

@@ -10,10 +10,12 @@ block, masked positions after it). Three kinds of call:
 - prefix: a later step under the prefix cache: the block and everything after it;
 - dual: a later step under the dual cache: the block alone.
 
-"full" projects every position the call runs and selects the block afterwards; "block" projects
-only the block. Both must propose identical tokens (the block's greedy argmax). A block decoded
-in ``--steps-per-block`` steps costs that many exact calls uncached, or one exact call plus the
-rest as later calls cached: the block-step times are those totals divided by the steps.
+"full" projects every position the call runs and selects the block afterwards (the network
+before logits-only projection); "block" projects the whole block; "masked" the block's
+positions still masked at a later step (what the sampler reads). All must propose identical
+tokens (the greedy argmax) where they are read. A block decoded in ``--steps-per-block`` steps
+(revealing it evenly) costs that many exact calls uncached, or one exact call plus the rest as
+later calls cached: the block-step times are those totals divided by the steps.
 
     OMP_NUM_THREADS=1 python benchmarks/step_cost.py [--hidden 1024] [--layers 2]
 """
@@ -90,63 +92,89 @@ def canvas(shape: Shape, mask_id: int, device: str) -> torch.Tensor:
     return ids.to(device)
 
 
-def measure(network: ILLaDAForMaskedLM, shape: Shape, repeats: int, device: str) -> dict:
-    """Time, FLOPs and proposed tokens of each kind of call, full and block projection."""
+def read_counts(block: int, steps: int) -> list[int]:
+    """Masked positions of the block at each of ``steps`` steps revealing it evenly."""
+    return [block - k * block // steps for k in range(steps)]
+
+
+def measure(network: ILLaDAForMaskedLM, shape: Shape, steps: int, repeats: int, device: str) -> dict:
+    """Time, FLOPs and proposed tokens of each kind of call: projecting every position run
+    ("full"), the whole block ("block"), or the block's still-masked positions at each later
+    step of a block decoded in ``steps`` steps ("masked", keyed by how many)."""
     ids = canvas(shape, network.config.mask_token_id, device)
     start, block, width = shape.block_start, shape.block, shape.canvas
-    calls = {  # positions run, positions attended to, positions projected by "full"
-        "exact": (width, width, width),
-        "prefix": (width - start, width, width - start),
-        "dual": (block, width, block),
-    }
-    read = torch.ones(shape.batch, block, dtype=torch.bool, device=ids.device)  # all masked
-    rows = {}
-    for projection, model in (("full", FullProjection(network)), ("block", network)):
-        exact = lambda: call_logits(model, ids, None, select_block(ids, start, read))
-        logits, wall = timed(exact, repeats)
-        rows[("exact", projection)] = (wall, logits.argmax(-1))
-        for mode in KV_CACHE_MODES:
-            cache = BlockKVCache(mode)
+    queries = {"exact": width, "prefix": width - start, "dual": block}
+    models = {"full": FullProjection(network), "block": network}
+
+    def call(kind: str, projection: str, read: torch.Tensor) -> tuple[float, torch.Tensor]:
+        model = models[projection]
+        if kind == "exact":
+            run_call = lambda: call_logits(model, ids, None, select_block(ids, start, read))
+        else:
+            cache = BlockKVCache(kind)
             cache.block_logits(model, ids, None, start, read)  # the block's first step fills it
-            later = lambda: cache.block_logits(model, ids, None, start, read)
-            logits, wall = timed(later, repeats)
-            rows[(mode, projection)] = (wall, logits.argmax(-1))
+            run_call = lambda: cache.block_logits(model, ids, None, start, read)
+        logits, wall = timed(run_call, repeats)
+        return wall, logits.argmax(-1)
+
+    whole = torch.ones(shape.batch, block, dtype=torch.bool, device=ids.device)
     results = {}
-    for kind, (queries, keys, projected) in calls.items():
-        full_wall, full_tokens = rows[(kind, "full")]
-        block_wall, block_tokens = rows[(kind, "block")]
+    for kind, run_positions in queries.items():
+        full_wall, full_tokens = call(kind, "full", whole)
+        block_wall, block_tokens = call(kind, "block", whole)
+        identical = torch.equal(full_tokens, block_tokens)
+        masked = {}
+        for count in read_counts(block, steps)[1:]:
+            read = whole.clone()
+            read[:, count:] = False  # the block's last positions were revealed
+            wall, tokens = call(kind, "block", read)
+            identical &= torch.equal(tokens, full_tokens.view(shape.batch, block)[read])
+            masked[count] = {"wall_s": wall, "flops": shape.call_flops(run_positions, width, count)}
         results[kind] = {
-            "full": {"wall_s": full_wall, "flops": shape.call_flops(queries, keys, projected)},
-            "block": {"wall_s": block_wall, "flops": shape.call_flops(queries, keys, block)},
-            "identical_tokens": bool(torch.equal(full_tokens, block_tokens)),
+            "full": {"wall_s": full_wall,
+                     "flops": shape.call_flops(run_positions, width, run_positions)},
+            "block": {"wall_s": block_wall, "flops": shape.call_flops(run_positions, width, block)},
+            "masked": masked,
+            "identical_tokens": bool(identical),
         }
     return results
 
 
-def block_steps(calls: dict, steps: int) -> dict:
-    """Time per step of a block decoded in ``steps`` steps: uncached, and under each cache."""
+def block_steps(calls: dict, block: int, steps: int) -> dict:
+    """Time per step of a block decoded in ``steps`` steps, uncached (every step exact) and under
+    each cache (an exact step fills it, later steps reuse it), for each projection."""
+    def cost(kind: str, projection: str, step: int) -> float:
+        if projection == "masked" and step > 0:
+            return calls[kind]["masked"][read_counts(block, steps)[step]]["wall_s"]
+        return calls[kind]["block" if projection == "masked" else projection]["wall_s"]
+
     out = {}
-    for projection in ("full", "block"):
-        exact = calls["exact"][projection]["wall_s"]
-        out[projection] = {"exact": exact}
+    for projection in ("full", "block", "masked"):
+        out[projection] = {"exact": sum(cost("exact", projection, k) for k in range(steps)) / steps}
         for mode in KV_CACHE_MODES:
-            out[projection][mode] = (exact + (steps - 1) * calls[mode][projection]["wall_s"]) / steps
+            later = sum(cost(mode, projection, k) for k in range(1, steps))
+            out[projection][mode] = (cost("exact", projection, 0) + later) / steps
     return out
 
 
 def report(calls: dict, steps_table: dict, steps: int) -> None:
-    print(f"{'call':<8}{'projection':>11}{'GFLOP':>10}{'ms':>10}{'FLOPs ÷':>9}{'time ÷':>8}{'same tokens':>13}")
+    print(f"{'call':<8}{'projects':>12}{'GFLOP':>10}{'ms':>10}{'FLOPs ÷':>9}{'time ÷':>8}")
     for kind, row in calls.items():
-        for projection in ("full", "block"):
-            r = row[projection]
-            print(f"{kind:<8}{projection:>11}{r['flops'] / 1e9:>10.2f}{1e3 * r['wall_s']:>10.2f}"
-                  f"{row['full']['flops'] / r['flops']:>9.2f}{row['full']['wall_s'] / r['wall_s']:>8.2f}"
-                  f"{'yes' if row['identical_tokens'] else 'NO':>13}")
-    print(f"\nper step of a block decoded in {steps} steps (the first fills the cache), ms:")
-    before, after = steps_table["full"], steps_table["block"]
+        variants = [("all run", row["full"]), ("block", row["block"])]
+        variants += [(f"{count} masked", r) for count, r in row["masked"].items()]
+        for name, r in variants:
+            print(f"{kind:<8}{name:>12}{r['flops'] / 1e9:>10.2f}{1e3 * r['wall_s']:>10.2f}"
+                  f"{row['full']['flops'] / r['flops']:>9.2f}{row['full']['wall_s'] / r['wall_s']:>8.2f}")
+    same = all(row["identical_tokens"] for row in calls.values())
+    print(f"identical proposed tokens in every call: {'yes' if same else 'NO'}")
+    print(f"\nper step of a block decoded in {steps} steps (the first fills the cache), ms; "
+          "before = every run position projected:")
+    before = steps_table["full"]
     for mode in ("exact", *KV_CACHE_MODES):
-        print(f"{mode:<8} before {1e3 * before[mode]:>9.2f}  after {1e3 * after[mode]:>9.2f}  "
-              f"÷ {before[mode] / after[mode]:.2f}")
+        after = {p: steps_table[p][mode] for p in ("block", "masked")}
+        print(f"{mode:<8} before {1e3 * before[mode]:>9.2f}  block {1e3 * after['block']:>9.2f} "
+              f"(÷ {before[mode] / after['block']:.2f})  still-masked {1e3 * after['masked']:>9.2f} "
+              f"(÷ {before[mode] / after['masked']:.2f})")
 
 
 def main() -> None:
@@ -176,8 +204,8 @@ def run(shape: Shape, steps: int, repeats: int, device: str, dtype: torch.dtype)
     print(f"random network: {parameters / 1e6:.0f}M parameters, vocab {shape.vocab}, {shape.heads} "
           f"heads, {shape.layers} layers of {shape.hidden}; canvas {shape.canvas}, block "
           f"{shape.block} at {shape.block_start}, batch {shape.batch}; {machine_line()}")
-    calls = measure(network, shape, repeats, device)
-    table = block_steps(calls, steps)
+    calls = measure(network, shape, steps, repeats, device)
+    table = block_steps(calls, shape.block, steps)
     report(calls, table, steps)
     return {"parameters": parameters, "calls": calls, "block_steps": table}
 
