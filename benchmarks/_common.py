@@ -54,10 +54,13 @@ def machine_line() -> str:
     return line
 
 
-def add_load_option(parser: argparse.ArgumentParser) -> None:
+def parse_checking_load(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """The parsed arguments, with ``--allow-load`` added, and :func:`check_load`'s record."""
     parser.add_argument("--allow-load", action="store_true",
                         help="run even when the load average exceeds the core count (the timings "
                              "then measure other jobs too; the results record it)")
+    args = parser.parse_args()
+    return args, check_load(args.allow_load)
 
 
 def check_load(allow: bool) -> dict[str, Any]:

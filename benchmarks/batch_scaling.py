@@ -21,7 +21,7 @@ import torch
 from illada_eval.model import confidence_score, elbo_loglikelihood, generate
 from illada_eval.train.synthetic import sanity_docs
 
-from _common import add_load_option, check_load, load_demo, machine_line, timed, write_results
+from _common import load_demo, machine_line, parse_checking_load, timed, write_results
 
 BATCH_SIZES = (1, 8, 32)
 
@@ -66,9 +66,7 @@ def main() -> None:
     parser.add_argument("--mc-num", type=int, default=32, help="ELBO draws (the sanity ELBO task uses 32)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="results/benchmarks/batch_scaling.json")
-    add_load_option(parser)
-    args = parser.parse_args()
-    load = check_load(args.allow_load)
+    args, load = parse_checking_load(parser)
 
     torch.manual_seed(0)
     model, tokenizer = load_demo()

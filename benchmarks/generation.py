@@ -25,7 +25,7 @@ import torch
 from illada_eval.model import generate
 from illada_eval.train.synthetic import sanity_docs
 
-from _common import add_load_option, check_load, load_demo, machine_line, random_network, timed, write_results
+from _common import load_demo, machine_line, parse_checking_load, random_network, timed, write_results
 
 MODES = {
     "reference": dict(variable_length=False, stop_early=False),
@@ -116,9 +116,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--output", default="results/benchmarks/generation.json")
-    add_load_option(parser)
-    args = parser.parse_args()
-    load = check_load(args.allow_load)
+    args, load = parse_checking_load(parser)
 
     dtype = getattr(torch, args.dtype)
     model, tokenizer = load_demo(dtype=dtype, device=args.device)

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from _common import add_load_option, check_load, load_demo, machine_line, write_results
+from _common import load_demo, machine_line, parse_checking_load, write_results
 from generation import BASELINES, CONFIGS, random_1b, run_configs, sanity_prompts
 from step_cost import Shape, block_steps, measure, report
 
@@ -36,9 +36,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny network on the CPU: checks the script")
     parser.add_argument("--steps-per-block", type=int, default=4)
     parser.add_argument("--output", default="results/benchmarks/gpu_run.json")
-    add_load_option(parser)
-    args = parser.parse_args()
-    load = check_load(args.allow_load)
+    args, load = parse_checking_load(parser)
     size = "smoke" if args.smoke else "gpu"
     device, dtype = ("cpu", torch.float32) if args.smoke else ("cuda", torch.bfloat16)
     if not args.smoke and not torch.cuda.is_available():

@@ -30,7 +30,7 @@ from illada_eval.model import ILLaDAForMaskedLM, call_logits
 from illada_eval.model._logits import select_block
 from illada_eval.model.kv_cache import KV_CACHE_MODES, BlockKVCache
 
-from _common import add_load_option, check_load, machine_line, random_network, timed, write_results
+from _common import machine_line, parse_checking_load, random_network, timed, write_results
 
 LLADA_8B_VOCAB, LLADA_8B_HEADS = 126464, 32
 
@@ -188,9 +188,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--output", default="results/benchmarks/step_cost.json")
-    add_load_option(parser)
-    args = parser.parse_args()
-    load = check_load(args.allow_load)
+    args, load = parse_checking_load(parser)
     shape = Shape(**{f: getattr(args, f) for f in ("hidden", "intermediate", "layers", "canvas",
                                                     "block_start", "block", "batch")})
     results = run(shape, args.steps_per_block, args.repeats, args.device, getattr(torch, args.dtype))
