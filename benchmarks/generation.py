@@ -43,8 +43,8 @@ CONFIGS = ("8/8", "32/8", "64/16", "256/32")
 
 
 def random_1b(tokenizer, dtype: torch.dtype, device: str):
-    """About 1.0B parameters: LLaDA-8B's vocabulary (126,464) and 32 heads, 10 layers of 2048."""
-    return random_network(vocab=126464, hidden=2048, intermediate=5632, layers=10, heads=32,
+    """About 1.0B parameters: LLaDA-8B's vocabulary (126,464) and 32 heads, 14 layers of 2048."""
+    return random_network(vocab=126464, hidden=2048, intermediate=5632, layers=14, heads=32,
                           mask_id=tokenizer.mask_token_id, eos_id=tokenizer.eos_token_id,
                           dtype=dtype, device=device)
 

@@ -1,5 +1,5 @@
 """The prepared GPU run: the step-cost and generation benchmarks on a randomly initialised
-network of about 1B parameters in bfloat16 (LLaDA-8B's vocabulary and head count, 10 layers of
+network of about 1B parameters in bfloat16 (LLaDA-8B's vocabulary and head count, 14 layers of
 2048), on one GPU within 5 minutes; writes results/benchmarks/gpu_run.json.
 
 The network's outputs mean nothing (accuracy is not reported); speed and token identity are.
@@ -21,7 +21,7 @@ from generation import BASELINES, CONFIGS, random_1b, run_configs, sanity_prompt
 from step_cost import Shape, block_steps, measure, report
 
 STEP_SHAPES = {
-    "gpu": Shape(hidden=2048, intermediate=5632, layers=10, batch=8),
+    "gpu": Shape(hidden=2048, intermediate=5632, layers=14, batch=8),
     "smoke": Shape(vocab=128, heads=4, hidden=32, intermediate=64, layers=2, canvas=64,
                    block_start=32, block=8),
 }

@@ -141,19 +141,23 @@ def measure(network: ILLaDAForMaskedLM, shape: Shape, steps: int, repeats: int, 
 
 
 def block_steps(calls: dict, block: int, steps: int) -> dict:
-    """Time per step of a block decoded in ``steps`` steps, uncached (every step exact) and under
-    each cache (an exact step fills it, later steps reuse it), for each projection."""
-    def cost(kind: str, projection: str, step: int) -> float:
+    """Time and FLOPs per step of a block decoded in ``steps`` steps, uncached (every step
+    exact) and under each cache (an exact step fills it, later steps reuse it), for each
+    projection."""
+    def cost(kind: str, projection: str, step: int, measure: str) -> float:
         if projection == "masked" and step > 0:
-            return calls[kind]["masked"][read_counts(block, steps)[step]]["wall_s"]
-        return calls[kind]["block" if projection == "masked" else projection]["wall_s"]
+            return calls[kind]["masked"][read_counts(block, steps)[step]][measure]
+        return calls[kind]["block" if projection == "masked" else projection][measure]
 
     out = {}
     for projection in ("full", "block", "masked"):
-        out[projection] = {"exact": sum(cost("exact", projection, k) for k in range(steps)) / steps}
-        for mode in KV_CACHE_MODES:
-            later = sum(cost(mode, projection, k) for k in range(1, steps))
-            out[projection][mode] = (cost("exact", projection, 0) + later) / steps
+        out[projection] = {}
+        for measure in ("wall_s", "flops"):
+            per_step = {"exact": sum(cost("exact", projection, k, measure) for k in range(steps)) / steps}
+            for mode in KV_CACHE_MODES:
+                later = sum(cost(mode, projection, k, measure) for k in range(1, steps))
+                per_step[mode] = (cost("exact", projection, 0, measure) + later) / steps
+            out[projection][measure] = per_step
     return out
 
 
@@ -167,14 +171,17 @@ def report(calls: dict, steps_table: dict, steps: int) -> None:
                   f"{row['full']['flops'] / r['flops']:>9.2f}{row['full']['wall_s'] / r['wall_s']:>8.2f}")
     same = all(row["identical_tokens"] for row in calls.values())
     print(f"identical proposed tokens in every call: {'yes' if same else 'NO'}")
-    print(f"\nper step of a block decoded in {steps} steps (the first fills the cache), ms; "
-          "before = every run position projected:")
+    print(f"\nper step of a block decoded in {steps} steps (the first fills the cache); before = "
+          "every run position projected; ratios: time (FLOPs)")
     before = steps_table["full"]
     for mode in ("exact", *KV_CACHE_MODES):
-        after = {p: steps_table[p][mode] for p in ("block", "masked")}
-        print(f"{mode:<8} before {1e3 * before[mode]:>9.2f}  block {1e3 * after['block']:>9.2f} "
-              f"(÷ {before[mode] / after['block']:.2f})  still-masked {1e3 * after['masked']:>9.2f} "
-              f"(÷ {before[mode] / after['masked']:.2f})")
+        line = f"{mode:<8} before {1e3 * before['wall_s'][mode]:>9.2f} ms"
+        for projection, name in (("block", "block"), ("masked", "still-masked")):
+            after = steps_table[projection]
+            line += (f"  {name} {1e3 * after['wall_s'][mode]:>9.2f} ms "
+                     f"÷ {before['wall_s'][mode] / after['wall_s'][mode]:.2f} "
+                     f"({before['flops'][mode] / after['flops'][mode]:.2f})")
+        print(line)
 
 
 def main() -> None:
