@@ -6,7 +6,9 @@ reveals ``n // s`` tokens per step (the first ``n % s`` steps one more). Each st
 model on the whole canvas, proposes ``x0 = argmax`` (after float64 Gumbel noise when
 ``temperature > 0``), scores each still-masked position of the current block by the
 probability of its proposal (``"low_confidence"``) or a uniform random number (``"random"``),
-and reveals the most confident ones.
+and reveals the most confident ones. Only the logits read are computed: those of the block's
+still-masked positions (for a network that takes ``logits_at``), and only for the rows whose
+block still has masked positions.
 
 Batches are left-padded with an attention mask; each prompt draws its random numbers from its
 own generator, so its output does not depend on the batch it ran in.
@@ -145,9 +147,10 @@ def _propose(
     confidence = None
     if temperature > 0 or remasking == "random":
         confidence = torch.zeros(x0.shape, dtype=torch.float64, device=logits.device)
-        ends = read.sum(dim=1).cumsum(dim=0).tolist()
-        for row, (generator, end) in enumerate(zip(generators, ends)):
-            here = slice(end - int(read[row].sum()), end)
+        first = 0
+        for row, (generator, count) in enumerate(zip(generators, read.sum(dim=1).tolist())):
+            here = slice(first, first + count)  # this row's positions among the logits
+            first += count
             if temperature > 0:
                 uniform = torch.rand(
                     read.shape[1], logits.shape[1], dtype=torch.float64, device=logits.device,
