@@ -20,15 +20,17 @@ def _model(layers: int):
 
 
 class _Recorder(torch.nn.Module):
-    """Passes calls through to the network and records each call's input width."""
+    """Passes calls through to the network and records each call's input width and rows."""
 
     def __init__(self, network):
         super().__init__()
         self.network = network
         self.widths = []
+        self.rows = []
 
     def forward(self, input_ids, attention_mask=None, **kwargs):
         self.widths.append(input_ids.shape[1])
+        self.rows.append(input_ids.shape[0])
         return self.network(input_ids, attention_mask=attention_mask, **kwargs)
 
 
@@ -88,13 +90,17 @@ def test_deeper_network_reuses_stale_keys_until_the_next_block(mode):
     dict(variable_length=True, eos_id=2),
     dict(threshold=0.3),
     dict(cfg_scale=0.5),
+    dict(threshold=0.3, cfg_scale=0.5),
 ])
 def test_one_layer_cached_sampler_equals_the_uncached_one(mode, options):
     model = _model(layers=1)
     settings = dict(mask_id=model.config.mask_token_id, gen_length=12, block_length=4, steps=12, **options)
     exact = generate(model, PROMPTS, **settings)
-    cached = generate(model, PROMPTS, kv_cache=mode, **settings)
+    recorder = _Recorder(model)
+    cached = generate(recorder, PROMPTS, kv_cache=mode, **settings)
     assert cached.tokens == exact.tokens and cached.nfe == exact.nfe
+    if "threshold" in options:  # rows whose block was finished left the cached calls
+        assert min(recorder.rows) < max(recorder.rows)
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
