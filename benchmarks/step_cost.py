@@ -12,12 +12,10 @@ block, masked positions after it). Three kinds of call:
 
 "full" projects every position the call runs and selects the block afterwards (the network
 before logits-only projection); "block" projects the whole block; "masked" the block's
-positions still masked at a later step (what the sampler reads). With "block" and "masked" the
-last layer also runs its queries, attention output and MLP only at the positions projected.
-All must propose identical tokens (the greedy argmax) where they are read. A block decoded in
-``--steps-per-block`` steps (revealing it evenly) costs that many exact calls uncached, or one
-exact call plus the rest as later calls cached: the block-step times are those totals divided
-by the steps.
+positions still masked at a later step (what the sampler reads). All must propose identical
+tokens (the greedy argmax) where they are read. A block decoded in ``--steps-per-block`` steps
+(revealing it evenly) costs that many exact calls uncached, or one exact call plus the rest as
+later calls cached: the block-step times are those totals divided by the steps.
 
     OMP_NUM_THREADS=1 python benchmarks/step_cost.py [--hidden 1024] [--layers 2]
 """
@@ -71,25 +69,20 @@ class Shape:
             dtype=dtype, device=device,
         )
 
-    def call_flops(self, queries: int, keys: int, projected: int, last: int | None = None) -> float:
+    def call_flops(self, queries: int, keys: int, projected: int) -> float:
         """FLOPs (2 per multiply-add) of one call running ``queries`` positions that attend to
-        ``keys`` and projecting ``projected`` of them, with the last layer's queries, attention
-        output and MLP on ``last`` positions (default: all; norms and softmax left out)."""
-        last = queries if last is None else last
-        return self.weight_flops(queries, projected, last) + self.attention_flops(queries, keys, last)
+        ``keys`` and projecting ``projected`` of them (norms and softmax left out)."""
+        return self.weight_flops(queries, projected) + self.attention_flops(queries, keys)
 
-    def weight_flops(self, queries: int, projected: int, last: int) -> float:
-        """The matrix products with weights: k, v of every position in every layer; q, o, gate,
-        up, down per layer (the last on ``last`` positions); the lm head."""
+    def weight_flops(self, queries: int, projected: int) -> float:
+        """The matrix products with weights: q, k, v, o, gate, up, down per layer; the lm head."""
         h = self.hidden
-        keys_values = 2 * 2 * h * h
-        others = 2 * (2 * h * h + 3 * h * self.intermediate)
-        layers = self.layers * queries * keys_values + ((self.layers - 1) * queries + last) * others
-        return self.batch * (layers + 2 * projected * h * self.vocab)
+        per_position = 2 * (4 * h * h + 3 * h * self.intermediate)
+        return self.batch * (self.layers * queries * per_position + 2 * projected * h * self.vocab)
 
-    def attention_flops(self, queries: int, keys: int, last: int) -> float:
+    def attention_flops(self, queries: int, keys: int) -> float:
         """Scores and weighted values, all heads and layers."""
-        return self.batch * 2 * 2 * keys * self.hidden * ((self.layers - 1) * queries + last)
+        return self.batch * self.layers * 2 * 2 * queries * keys * self.hidden
 
 
 def canvas(shape: Shape, mask_id: int, device: str) -> torch.Tensor:
@@ -136,13 +129,11 @@ def measure(network: ILLaDAForMaskedLM, shape: Shape, steps: int, repeats: int, 
             read[:, count:] = False  # the block's last positions were revealed
             wall, tokens = call(kind, "block", read)
             identical &= torch.equal(tokens, full_tokens.view(shape.batch, block)[read])
-            masked[count] = {"wall_s": wall,
-                             "flops": shape.call_flops(run_positions, width, count, count)}
+            masked[count] = {"wall_s": wall, "flops": shape.call_flops(run_positions, width, count)}
         results[kind] = {
             "full": {"wall_s": full_wall,
                      "flops": shape.call_flops(run_positions, width, run_positions)},
-            "block": {"wall_s": block_wall,
-                      "flops": shape.call_flops(run_positions, width, block, block)},
+            "block": {"wall_s": block_wall, "flops": shape.call_flops(run_positions, width, block)},
             "masked": masked,
             "identical_tokens": bool(identical),
         }

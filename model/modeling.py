@@ -88,17 +88,12 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, hidden, bias=False)
 
-    def forward(self, x, cos, sin, key_mask, past_kv=None, use_cache=False, query_columns=None):
-        """``query_columns`` (indices): queries only there; keys and values of every position."""
+    def forward(self, x, cos, sin, key_mask, past_kv=None, use_cache=False):
         batch, length, _ = x.shape
-        x_q, cos_q, sin_q = x, cos, sin
-        if query_columns is not None:
-            x_q, cos_q, sin_q = x[:, query_columns], cos[:, :, query_columns], sin[:, :, query_columns]
-        queries = x_q.shape[1]
-        q = self.q_proj(x_q).view(batch, queries, self.num_heads, self.head_dim).transpose(1, 2)
+        q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos_q, sin_q), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         # only when asked: returned views would keep activations alive (and FSDP2 warns)
         new_kv = (k, v) if use_cache else None
         if past_kv is not None:
@@ -107,7 +102,7 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=key_mask, enable_gqa=self.num_kv_heads != self.num_heads
         )
-        return self.o_proj(out.transpose(1, 2).reshape(batch, queries, -1)), new_kv
+        return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1)), new_kv
 
 
 class MLP(nn.Module):
@@ -129,12 +124,9 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, key_mask, past_kv=None, use_cache=False, query_columns=None):
-        """``query_columns`` (indices): the output only there (keys/values of every position)."""
-        attn_out, new_kv = self.self_attn(
-            self.input_layernorm(x), cos, sin, key_mask, past_kv, use_cache, query_columns
-        )
-        h = (x if query_columns is None else x[:, query_columns]) + attn_out
+    def forward(self, x, cos, sin, key_mask, past_kv=None, use_cache=False):
+        attn_out, new_kv = self.self_attn(self.input_layernorm(x), cos, sin, key_mask, past_kv, use_cache)
+        h = x + attn_out
         return h + self.mlp(self.post_attention_layernorm(h)), new_kv
 
 
@@ -200,13 +192,9 @@ class ILLaDAModel(ILLaDAPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
-        output_columns: torch.Tensor | None = None,
     ) -> MaskedLMOutput:
         """Bidirectional pass. ``past_key_values`` are keys/values of tokens that precede
-        ``input_ids`` (a prefix cache); ``attention_mask`` then covers prefix + input.
-        ``output_columns`` (indices into the input) limits ``last_hidden_state`` to those
-        columns: the last layer then runs its queries, attention output and MLP only there
-        (every position's keys and values are still computed and cached)."""
+        ``input_ids`` (a prefix cache); ``attention_mask`` then covers prefix + input."""
         batch, length = input_ids.shape
         past_length = past_key_values[0][0].shape[2] if past_key_values else 0
         if attention_mask is not None and attention_mask.shape != (batch, past_length + length):
@@ -230,13 +218,12 @@ class ILLaDAModel(ILLaDAPreTrainedModel):
         new_cache: KVCache = []
         for i, layer in enumerate(self.layers):
             past = past_key_values[i] if past_key_values else None
-            columns = output_columns if i == len(self.layers) - 1 else None
             if self.gradient_checkpointing and self.training:
                 h, kv = self._gradient_checkpointing_func(
-                    layer.__call__, h, cos, sin, key_mask, past, use_cache, columns
+                    layer.__call__, h, cos, sin, key_mask, past, use_cache
                 )
             else:
-                h, kv = layer(h, cos, sin, key_mask, past, use_cache, columns)
+                h, kv = layer(h, cos, sin, key_mask, past, use_cache)
             if use_cache:
                 new_cache.append(kv)
         return MaskedLMOutput(
@@ -277,15 +264,9 @@ class ILLaDAForMaskedLM(ILLaDAPreTrainedModel):
         logits_at: torch.Tensor | None = None,
     ) -> MaskedLMOutput:
         """``logits_at`` (bool [B, L]) projects only the positions that are read: ``logits`` is
-        then ``[n, V]``, equal to ``full_logits[logits_at]`` (the lm head over a large vocabulary
-        is the largest single cost of a call), and ``last_hidden_state`` holds only the columns
-        some row reads."""
-        if logits_at is None:
-            out = self.model(input_ids, attention_mask, position_ids, past_key_values, use_cache)
-            out.logits = self.lm_head(out.last_hidden_state)
-            return out
-        # the last layer runs only the columns some row reads (the block, a continuation)
-        columns = logits_at.any(dim=0).nonzero()[:, 0]
-        out = self.model(input_ids, attention_mask, position_ids, past_key_values, use_cache, columns)
-        out.logits = self.lm_head(out.last_hidden_state[logits_at[:, columns]])
+        then ``[n, V]``, equal to ``full_logits[logits_at]``; the lm head over a large vocabulary
+        is the largest single cost of a call."""
+        out = self.model(input_ids, attention_mask, position_ids, past_key_values, use_cache)
+        hidden = out.last_hidden_state
+        out.logits = self.lm_head(hidden if logits_at is None else hidden[logits_at])
         return out
