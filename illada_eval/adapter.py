@@ -164,7 +164,9 @@ class CountingModel:
         self.calls += 1
         self.sequences += input_ids.shape[0]
         if cache_kwargs:
-            output = network_output(self.model, input_ids, logits_at, attention_mask=attention_mask, **cache_kwargs)
+            output = network_output(
+                self.model, input_ids, logits_at, attention_mask=attention_mask, **cache_kwargs
+            )
             self._check_finite(output.logits, input_ids)
             return output
         logits = call_logits(self.model, input_ids, attention_mask, logits_at)

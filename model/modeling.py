@@ -268,5 +268,8 @@ class ILLaDAForMaskedLM(ILLaDAPreTrainedModel):
         is the largest single cost of a call."""
         out = self.model(input_ids, attention_mask, position_ids, past_key_values, use_cache)
         hidden = out.last_hidden_state
+        # the layers still run every position: running the last layer's queries only where
+        # logits are read would save more, but a position's numbers would then depend, in the
+        # last bit, on which positions the rest of its batch reads, and scores must not
         out.logits = self.lm_head(hidden if logits_at is None else hidden[logits_at])
         return out

@@ -192,6 +192,18 @@ def test_logits_at_equals_the_full_projection_there(ids, use_cache):
             assert torch.equal(k, k_full) and torch.equal(v, v_full)
 
 
+def test_logits_at_a_position_do_not_depend_on_the_other_positions_read():
+    # scores must not depend on the batch: reading more positions must not change a logit
+    model = tiny_model()
+    ids = torch.randint(6, 90, (1, 20), generator=torch.Generator().manual_seed(1))
+    few = torch.zeros(1, 20, dtype=torch.bool)
+    few[0, [4, 9]] = True
+    more = few.clone()
+    more[0, 10:18] = True
+    with torch.no_grad():
+        assert torch.equal(model(ids, logits_at=few).logits, model(ids, logits_at=more).logits[:2])
+
+
 def test_rope_tables_are_built_once_and_grow_with_the_length():
     rotary = tiny_model().model.rotary
     cpu = torch.device("cpu")
@@ -203,7 +215,8 @@ def test_rope_tables_are_built_once_and_grow_with_the_length():
     cos, sin = rotary(positions, 701)
     assert rotary._tables[cpu][0].shape[0] >= 701
     # the per-call computation the tables replace, with the same float32 operations
-    inv_freq = (1.0 / rotary.theta ** (torch.arange(0, rotary.head_dim, 2).double() / rotary.head_dim)).float()
+    exponents = torch.arange(0, rotary.head_dim, 2).double() / rotary.head_dim
+    inv_freq = (1.0 / rotary.theta**exponents).float()
     angles = positions.float()[..., None] * inv_freq
     angles = torch.cat((angles, angles), dim=-1)[:, None]
     assert torch.equal(cos, angles.cos()) and torch.equal(sin, angles.sin())
