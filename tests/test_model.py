@@ -193,7 +193,8 @@ def test_logits_at_equals_the_full_projection_there(ids, use_cache):
 
 
 def test_logits_at_a_position_do_not_depend_on_the_other_positions_read():
-    # scores must not depend on the batch: reading more positions must not change a logit
+    # scores must not depend on the batch: reading more positions changes a logit by float32
+    # rounding at most (a BLAS may round a product of few rows differently from one of many)
     model = tiny_model()
     ids = torch.randint(6, 90, (1, 20), generator=torch.Generator().manual_seed(1))
     few = torch.zeros(1, 20, dtype=torch.bool)
@@ -201,7 +202,8 @@ def test_logits_at_a_position_do_not_depend_on_the_other_positions_read():
     more = few.clone()
     more[0, 10:18] = True
     with torch.no_grad():
-        assert torch.equal(model(ids, logits_at=few).logits, model(ids, logits_at=more).logits[:2])
+        alone, together = model(ids, logits_at=few).logits, model(ids, logits_at=more).logits[:2]
+    torch.testing.assert_close(alone, together, rtol=0, atol=1e-6)
 
 
 def test_rope_tables_are_built_once_and_grow_with_the_length():
