@@ -2,7 +2,8 @@
 
 On the demo model and the held-out sanity docs:
 - generation: the sanity generation task's settings (variable length, blocks of 8, at most 16
-  tokens, stop at a newline), prompts given to ``generate`` in chunks of the batch size;
+  tokens, stop at a newline), prompts sorted by length (as the adapter's batches are) and given
+  to ``generate`` in chunks of the batch size;
 - confidence: every option of the sanity multiple-choice questions, ``batch_size`` pairs per call;
 - ELBO: the same options with ``--mc-num`` draws (LLaDA's estimator), ``batch_size`` rows per call.
 A request is one prompt (generation) or one (prompt, option) pair (scoring). Each timing is the
@@ -20,7 +21,7 @@ import torch
 from illada_eval.model import confidence_score, elbo_loglikelihood, generate
 from illada_eval.train.synthetic import sanity_docs
 
-from _common import load_demo, machine_line, timed, write_results
+from _common import load_demo, machine_line, parse_checking_load, timed, write_results
 
 BATCH_SIZES = (1, 8, 32)
 
@@ -32,10 +33,11 @@ def workloads(model, tokenizer, docs: list[dict], mc_num: int) -> dict:
     pair_prompts = [p for p, doc in zip(prompts, docs) for _ in doc["choices"]]
     options = [tokenizer.encode(choice) for doc in docs for choice in doc["choices"]]
     newline = tokenizer.encode("\n")
+    by_length = sorted(prompts, key=len, reverse=True)  # little padding within a batch
 
     def generation(batch: int) -> list[list[int]]:
-        return [tokens for start in range(0, len(prompts), batch)
-                for tokens in generate(model, prompts[start:start + batch], mask_id=mask_id,
+        return [tokens for start in range(0, len(by_length), batch)
+                for tokens in generate(model, by_length[start:start + batch], mask_id=mask_id,
                                        gen_length=16, block_length=8, steps=16, variable_length=True,
                                        eos_id=tokenizer.eos_token_id, stop=[newline]).tokens]
 
@@ -64,7 +66,7 @@ def main() -> None:
     parser.add_argument("--mc-num", type=int, default=32, help="ELBO draws (the sanity ELBO task uses 32)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="results/benchmarks/batch_scaling.json")
-    args = parser.parse_args()
+    args, load = parse_checking_load(parser)
 
     torch.manual_seed(0)
     model, tokenizer = load_demo()
@@ -93,7 +95,7 @@ def main() -> None:
               f"{''.join(f'{r / rates[0]:>9.1f}' for r in rates[1:])}{'yes' if same else 'no':>13}")
     print("× = requests/s at that batch / requests/s at batch 1; fastest of "
           f"{args.repeats} runs each")
-    write_results(args.output, machine, vars(args), workloads=rows)
+    write_results(args.output, machine, vars(args), load, workloads=rows)
 
 
 if __name__ == "__main__":

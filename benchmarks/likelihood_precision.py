@@ -33,7 +33,7 @@ from illada_eval.adapter import CountingModel
 from illada_eval.data import default_data_dir, load_benchmark
 from illada_eval.model import ILLaDAForMaskedLM, elbo_loglikelihood
 
-from _common import load_demo, machine_line, write_results
+from _common import load_demo, machine_line, parse_checking_load, write_results
 
 ESTIMATORS = ("llada", "antithetic", "balanced")
 BUCKETS = {"2-15": (2, 15), "16-47": (16, 47), "48+": (48, 10**9)}  # continuation tokens
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--random-init", action="store_true",
                         help="the demo architecture with fresh random weights instead of the trained demo")
     parser.add_argument("--output", default="results/benchmarks/likelihood_precision.json")
-    args = parser.parse_args()
+    args, load = parse_checking_load(parser)
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()  # over-long requests are skipped, not truncated
@@ -164,7 +164,7 @@ def main() -> None:
 
     labels = {b: f"{b} tok ({len(r)})" for b, r in buckets.items()} | {"all": f"all ({sum(sizes)})"}
     print_table(results, labels, args.mc_nums, args.budget)
-    write_results(args.output, machine, vars(args), buckets=results,
+    write_results(args.output, machine, vars(args), load, buckets=results,
                   requests={b: [{"benchmark": r["benchmark"], "prompt_tokens": len(r["prompt"]),
                                  "continuation_tokens": len(r["continuation"])} for r in rs]
                             for b, rs in buckets.items()})

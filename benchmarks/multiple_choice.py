@@ -23,7 +23,7 @@ from illada_eval.adapter import CountingModel
 from illada_eval.model import confidence_score, elbo_loglikelihood
 from illada_eval.train.synthetic import sanity_docs
 
-from _common import load_demo, machine_line, timed, write_results
+from _common import load_demo, machine_line, parse_checking_load, timed, write_results
 
 METHODS = {
     "confidence": confidence_score,
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=200, help="held-out sanity MC docs (the task uses 200)")
     parser.add_argument("--batch-size", type=int, default=32, help="sequences per model call")
     parser.add_argument("--output", default="results/benchmarks/multiple_choice.json")
-    args = parser.parse_args()
+    args, load = parse_checking_load(parser)
 
     torch.manual_seed(0)
     model, tokenizer = load_demo()
@@ -73,7 +73,7 @@ def main() -> None:
               f"{ref['wall_s_per_question'] / row['wall_s_per_question']:>8.1f}"
               f"{100 * (row['accuracy'] - ref['accuracy']):>+7.1f}")
     print(f"passes: sequences through the model; ÷ = {REFERENCE} / this row; Δacc in points")
-    write_results(args.output, machine, vars(args), methods=rows)
+    write_results(args.output, machine, vars(args), load, methods=rows)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from illada_eval.model import (
     generate,
     load_model,
     model_device,
+    network_output,
     resolve_checkpoint,
 )
 from illada_eval.model.dream_likelihood import dream_loglikelihood
@@ -89,16 +90,21 @@ class CountingModel:
         self.model = model
         self.calls = self.sequences = 0
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **cache_kwargs: Any) -> Any:
-        """Logits ``[B, L, V]``; with ``cache_kwargs`` (the KV-cache sampler's ``past_key_values``
-        and the like) the network's whole output, which carries the keys/values."""
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 logits_at: torch.Tensor | None = None, **cache_kwargs: Any) -> Any:
+        """Logits ``[B, L, V]`` (``[n, V]`` at ``logits_at``, projected only there when the
+        network can); with ``cache_kwargs`` (the KV-cache sampler's ``past_key_values`` and the
+        like) the network's whole output, which carries the keys/values. Only the logits
+        returned, the ones the caller reads, are checked."""
         self.calls += 1
         self.sequences += input_ids.shape[0]
         if cache_kwargs:
-            output = self.model(input_ids, attention_mask=attention_mask, **cache_kwargs)
+            output = network_output(
+                self.model, input_ids, logits_at, attention_mask=attention_mask, **cache_kwargs
+            )
             self._check_finite(output.logits, input_ids)
             return output
-        logits = call_logits(self.model, input_ids, attention_mask)
+        logits = call_logits(self.model, input_ids, attention_mask, logits_at)
         self._check_finite(logits, input_ids)
         return logits
 

@@ -18,7 +18,7 @@ AutoConfig.register(DreamConfig.model_type, DreamConfig, exist_ok=True)
 AutoModelForMaskedLM.register(DreamConfig, DreamForMaskedLM, exist_ok=True)
 
 # --- diffusion process (masking, losses, likelihood, samplers) ---
-from ._logits import call_logits, model_device
+from ._logits import call_logits, model_device, network_output
 from .dream_likelihood import dream_loglikelihood
 from .dream_sampler import DREAM_ALGS, dream_generate
 from .likelihood import confidence_score, elbo_loglikelihood, elbo_mask_plan

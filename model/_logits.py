@@ -3,9 +3,13 @@
 Every diffusion algorithm in this package takes ``model`` = a callable
 ``model(input_ids, attention_mask)`` returning logits ``[B, L, V]`` or an object with ``.logits``
 (a transformers model, for instance). ``attention_mask`` is ``None`` when nothing is padded.
+A model that also takes a ``logits_at`` keyword (bool ``[B, L]``) may return only the logits of
+those positions, ``[n, V]`` (``ILLaDAForMaskedLM`` does: it projects only what is read); other
+models are called without it and their full output is indexed, with the same numbers.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,10 +18,40 @@ import torch
 LogitsModel = Callable[..., Any]
 
 
+def takes_logits_at(model: LogitsModel) -> bool:
+    """Whether ``model`` accepts the ``logits_at`` keyword (projects only those positions)."""
+    forward = model.forward if isinstance(model, torch.nn.Module) else model
+    try:
+        return "logits_at" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):  # builtins and the like have no signature
+        return False
+
+
+def network_output(model: LogitsModel, input_ids: torch.Tensor, logits_at: torch.Tensor | None,
+                   *args: Any, **kwargs: Any) -> Any:
+    """``model(input_ids, *args, **kwargs)`` whose logits (the output itself, or its ``.logits``)
+    are those at ``logits_at`` when it is given: projected there by a model that
+    :func:`takes_logits_at`, selected from the full output otherwise."""
+    if logits_at is None:
+        return model(input_ids, *args, **kwargs)
+    if takes_logits_at(model):
+        return model(input_ids, *args, logits_at=logits_at, **kwargs)
+    output = model(input_ids, *args, **kwargs)
+    if isinstance(output, torch.Tensor):
+        return output[logits_at]
+    output.logits = output.logits[logits_at]
+    return output
+
+
 def call_logits(
-    model: LogitsModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    model: LogitsModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    logits_at: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run ``model(input_ids, attention_mask)`` and return its logits ``[B, L, V]``.
+    """Run ``model(input_ids, attention_mask)`` and return its logits: ``[B, L, V]``, or
+    ``[n, V]`` at the positions where the bool ``logits_at [B, L]`` is true (row-major order,
+    as ``logits[logits_at]``).
 
     The output may be the tensor itself or an object with ``.logits``. The dtype is left as the
     model produced it (upcasting a full ``[B, L, V]`` tensor would cost memory; callers upcast the
@@ -25,19 +59,21 @@ def call_logits(
     """
     if isinstance(model, torch.nn.Module):
         # keyword, as transformers models expect (some take other inputs second)
-        output = model(input_ids, attention_mask=attention_mask)
+        output = network_output(model, input_ids, logits_at, attention_mask=attention_mask)
     else:
-        output = model(input_ids, attention_mask)
+        output = network_output(model, input_ids, logits_at, attention_mask)
     logits = getattr(output, "logits", output)
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise TypeError(
             f"the model returned {type(output).__name__}; expected a float logits tensor "
             "[batch, length, vocab] or an object with a .logits tensor"
         )
-    if logits.dim() != 3 or logits.shape[:2] != input_ids.shape:
+    expected = input_ids.shape if logits_at is None else (int(logits_at.sum()),)
+    if logits.dim() != len(expected) + 1 or logits.shape[:-1] != expected:
         raise ValueError(
             f"the model returned logits of shape {tuple(logits.shape)} for input_ids of shape "
             f"{tuple(input_ids.shape)}; expected [batch, length, vocab]"
+            + ("" if logits_at is None else f" at {expected[0]} selected positions: [{expected[0]}, vocab]")
         )
     return logits
 
@@ -72,6 +108,13 @@ def pad_batch(
     return ids.to(device), (attention.to(device) if needs_mask else None)
 
 
+def select_block(ids: torch.Tensor, start: int, read: torch.Tensor) -> torch.Tensor:
+    """Bool ``[B, L]`` like ``ids``: ``read [B, block]`` placed at columns ``start : start + block``."""
+    select = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
+    select[:, start : start + read.shape[1]] = read
+    return select
+
+
 def selected_logits(
     model: LogitsModel,
     input_ids: torch.Tensor,
@@ -81,7 +124,8 @@ def selected_logits(
     cfg_scale: float = 0.0,
     uncond_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Logits at the positions where the boolean ``select [B, L]`` is true, as float32 ``[n, V]``.
+    """Logits at the positions where the boolean ``select [B, L]`` is true, as float32 ``[n, V]``
+    (only those positions are projected by a model that takes ``logits_at``).
 
     With ``cfg_scale > 0`` the model also sees ``uncond_ids`` (the same canvas with the prompt
     replaced by mask tokens) in the same call, and the result is LLaDA's unsupervised
@@ -89,11 +133,12 @@ def selected_logits(
     are upcast and combined, so memory stays at one model output.
     """
     if cfg_scale <= 0.0:
-        return call_logits(model, input_ids, attention_mask)[select].float()
+        return call_logits(model, input_ids, attention_mask, select).float()
     if uncond_ids is None:
         raise ValueError("cfg_scale > 0 needs uncond_ids (the canvas with the prompt masked)")
-    logits = call_logits(model, *with_unconditional(input_ids, attention_mask, uncond_ids))
-    return apply_guidance(logits[torch.cat([select, select])].float(), cfg_scale)
+    both_ids, both_mask = with_unconditional(input_ids, attention_mask, uncond_ids)
+    logits = call_logits(model, both_ids, both_mask, torch.cat([select, select]))
+    return apply_guidance(logits.float(), cfg_scale)
 
 
 def with_unconditional(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._logits import LogitsModel
+from ._logits import LogitsModel, network_output, select_block
 from .modeling import KVCache, default_position_ids
 
 KV_CACHE_MODES = ("prefix", "dual")
@@ -35,6 +35,7 @@ class BlockKVCache:
         self.mask: torch.Tensor | None = None  # over past + input; None when nothing is padded
         self.positions: torch.Tensor | None = None  # of the input's tokens
         self.span = slice(None)  # the canvas columns the later steps run
+        self.rows: torch.Tensor | None = None  # the rows of the first step's batch still held
 
     def forget(self) -> None:
         """Called when a block starts: its first step must see the current canvas."""
@@ -46,18 +47,29 @@ class BlockKVCache:
         ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
         start: int,
-        length: int,
+        read: torch.Tensor,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits ``[B, length, V]`` of canvas positions ``start : start + length``."""
+        """Logits ``[n, V]`` of the block ``start : start + block`` at the positions where
+        ``read [B, block]`` is true (row-major order); only those positions are projected.
+
+        On a later step, ``rows`` (ascending indices into the first step's batch) says which
+        rows ``ids`` holds: rows whose block is finished leave the forward, and their cache
+        entries are dropped for the rest of the block.
+        """
         if self.past is None:
-            output = _call_network(model, ids, attention_mask=attention_mask)
+            output = _call_network(model, ids, select_block(ids, start, read), attention_mask=attention_mask)
             positions = default_position_ids(ids, attention_mask)
-            self._keep(output.key_values, attention_mask, positions, start, start + length)
-            return output.logits[:, start : start + length]
+            self._keep(output.key_values, attention_mask, positions, start, start + read.shape[1])
+            self.rows = torch.arange(len(ids), device=ids.device)
+            return output.logits
+        if rows is not None and not torch.equal(rows, self.rows):
+            self._keep_rows(rows)
+        later = ids[:, self.span]  # the block comes first in both modes
         return _call_network(
-            model, ids[:, self.span], attention_mask=self.mask, past_key_values=self.past,
-            position_ids=self.positions,
-        ).logits[:, :length]
+            model, later, select_block(later, 0, read), attention_mask=self.mask,
+            past_key_values=self.past, position_ids=self.positions,
+        ).logits
 
     def _keep(self, key_values: KVCache, attention_mask, positions, start: int, end: int) -> None:
         if self.mode == "prefix":
@@ -78,10 +90,18 @@ class BlockKVCache:
             )
         self.positions = positions[:, self.span]
 
+    def _keep_rows(self, rows: torch.Tensor) -> None:
+        """Hold only ``rows`` from now on (a subset of the rows held)."""
+        where = torch.searchsorted(self.rows, rows)
+        self.past = [(k[where], v[where]) for k, v in self.past]
+        self.mask = None if self.mask is None else self.mask[where]
+        self.positions = self.positions[where]
+        self.rows = rows
 
-def _call_network(model: LogitsModel, input_ids: torch.Tensor, **kwargs):
+
+def _call_network(model: LogitsModel, input_ids: torch.Tensor, logits_at: torch.Tensor, **kwargs):
     try:
-        output = model(input_ids, use_cache=True, **kwargs)
+        output = network_output(model, input_ids, logits_at, use_cache=True, **kwargs)
     except TypeError as error:
         raise TypeError(
             "kv_cache needs a network that takes past_key_values, position_ids and use_cache and "

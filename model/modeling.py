@@ -40,20 +40,35 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class RotaryEmbedding(nn.Module):
-    # no buffer: frequencies are recomputed per call (head_dim / 2 numbers), so models built on
-    # the meta device or loaded by transformers never carry stale or uninitialised ones
+    """cos/sin tables of rotate-half RoPE, built once per device and length, then indexed.
+
+    Not a buffer: the tables are rebuilt on first use, so models built on the meta device or
+    loaded by transformers never carry stale or uninitialised ones.
+    """
+
     def __init__(self, head_dim: int, theta: float):
         super().__init__()
         self.head_dim = head_dim
         self.theta = theta
+        self._tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for ``position_ids`` [B, L], each [B, 1, L, head_dim], in fp32."""
-        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float64, device=position_ids.device)
-        inv_freq = (1.0 / self.theta ** (exponents / self.head_dim)).float()
-        angles = position_ids.float()[..., None] * inv_freq
-        angles = torch.cat((angles, angles), dim=-1)[:, None]
-        return angles.cos(), angles.sin()
+    def forward(self, position_ids: torch.Tensor, length_bound: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for ``position_ids`` [B, L] (all below ``length_bound``), each
+        [B, 1, L, head_dim], in fp32."""
+        cos, sin = self._tables.get(position_ids.device, (None, None))
+        if cos is None or cos.shape[0] < length_bound:
+            cos, sin = self._build(length_bound, position_ids.device)
+            self._tables[position_ids.device] = cos, sin
+        return cos[position_ids][:, None], sin[position_ids][:, None]
+
+    def _build(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        length = -(-length // 256) * 256  # round up: a growing canvas rebuilds rarely
+        with torch.no_grad():
+            exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float64, device=device)
+            inv_freq = (1.0 / self.theta ** (exponents / self.head_dim)).float()
+            angles = torch.arange(length, device=device).float()[:, None] * inv_freq
+            angles = torch.cat((angles, angles), dim=-1)
+            return angles.cos(), angles.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -189,13 +204,16 @@ class ILLaDAModel(ILLaDAPreTrainedModel):
             )
         if position_ids is None:
             position_ids = default_position_ids(input_ids, attention_mask, past_length)
+            length_bound = past_length + length
+        else:
+            length_bound = int(position_ids.max()) + 1 if position_ids.numel() else 0
         key_mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
             keep = attention_mask.bool()
             # a row of nothing but padding would give NaN; let it attend anywhere, it is ignored
             keep = keep | ~keep.any(-1, keepdim=True)
             key_mask = keep[:, None, None, :]
-        cos, sin = self.rotary(position_ids)
+        cos, sin = self.rotary(position_ids, length_bound)
         h = self.embed_tokens(input_ids)
         new_cache: KVCache = []
         for i, layer in enumerate(self.layers):
@@ -243,7 +261,15 @@ class ILLaDAForMaskedLM(ILLaDAPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
+        logits_at: torch.Tensor | None = None,
     ) -> MaskedLMOutput:
+        """``logits_at`` (bool [B, L]) projects only the positions that are read: ``logits`` is
+        then ``[n, V]``, equal to ``full_logits[logits_at]``; the lm head over a large vocabulary
+        is the largest single cost of a call."""
         out = self.model(input_ids, attention_mask, position_ids, past_key_values, use_cache)
-        out.logits = self.lm_head(out.last_hidden_state)
+        hidden = out.last_hidden_state
+        # the layers still run every position: running the last layer's queries only where
+        # logits are read would save more, but a position's numbers would then depend, in the
+        # last bit, on which positions the rest of its batch reads, and scores must not
+        out.logits = self.lm_head(hidden if logits_at is None else hidden[logits_at])
         return out

@@ -6,7 +6,9 @@ reveals ``n // s`` tokens per step (the first ``n % s`` steps one more). Each st
 model on the whole canvas, proposes ``x0 = argmax`` (after float64 Gumbel noise when
 ``temperature > 0``), scores each still-masked position of the current block by the
 probability of its proposal (``"low_confidence"``) or a uniform random number (``"random"``),
-and reveals the most confident ones.
+and reveals the most confident ones. Only the logits read are computed: those of the block's
+still-masked positions (for a network that takes ``logits_at``), and only for the rows whose
+block still has masked positions.
 
 Batches are left-padded with an attention mask; each prompt draws its random numbers from its
 own generator, so its output does not depend on the batch it ran in.
@@ -18,7 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ._logits import LogitsModel, apply_guidance, call_logits, model_device, pad_batch, with_unconditional
+from ._logits import (
+    LogitsModel, apply_guidance, call_logits, model_device, pad_batch, select_block, with_unconditional,
+)
 from .kv_cache import BlockKVCache
 from .masking import prompt_seeds, seeded_generator
 
@@ -117,43 +121,60 @@ class _Rows:
 
 def _propose(
     logits: torch.Tensor,
-    rows_to_draw: torch.Tensor,
+    read: torch.Tensor,
     generators: list[torch.Generator] | None,
     *,
     mask_id: int,
     temperature: float,
     remasking: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Proposed tokens and confidences ``[B, block]`` from the block's logits ``[B, block, V]``.
+    """Proposed tokens and confidences ``[B, block]`` from the float32 logits ``[n, V]`` of the
+    positions where ``read [B, block]`` is true (row-major); row ``i`` draws its random numbers
+    from ``generators[i]``. Elsewhere the proposal is ``mask_id`` and the confidence 0.
 
-    Gumbel-max in float64 as in LLaDA (``argmax exp(l) / (-log u)^T``, taken in log space so
-    large logits cannot overflow); only rows in ``rows_to_draw`` consume random numbers. The
-    mask token is never proposed (an undertrained model may rank it first, and a "revealed"
-    mask token means nothing); confidences keep LLaDA's softmax over the full vocabulary, so
-    nothing changes wherever LLaDA would not have proposed the mask token.
+    Greedy proposals are the argmax of the logits as they are (an upcast cannot change it).
+    Sampling is Gumbel-max in float64 as in LLaDA (``argmax exp(l) / (-log u)^T``, taken in log
+    space so large logits cannot overflow), one row at a time, with noise drawn for the whole
+    block so a position's draw does not depend on which others are still masked. The mask token
+    is never proposed (an undertrained model may rank it first, and a "revealed" mask token
+    means nothing); confidences keep LLaDA's softmax over the full vocabulary, so nothing
+    changes wherever LLaDA would not have proposed the mask token. The softmax's normaliser is
+    taken in float32: only the proposal's probability is float64.
     """
-    logits = logits.double()
-    log_norm = torch.logsumexp(logits, dim=-1) if remasking == "low_confidence" else None
-    logits[..., mask_id] = -torch.inf
     x0 = logits.argmax(dim=-1)
-    needs_noise = temperature > 0
+    if bool((x0 == mask_id).any()):
+        x0 = _without_mask_token(logits, mask_id).argmax(dim=-1)
     confidence = None
-    if needs_noise or remasking == "random":
+    if temperature > 0 or remasking == "random":
         confidence = torch.zeros(x0.shape, dtype=torch.float64, device=logits.device)
-        for row in rows_to_draw.tolist():
-            generator = generators[row]
-            if needs_noise:
+        first = 0
+        for row, (generator, count) in enumerate(zip(generators, read.sum(dim=1).tolist())):
+            here = slice(first, first + count)  # this row's positions among the logits
+            first += count
+            if temperature > 0:
                 uniform = torch.rand(
-                    logits.shape[1:], dtype=torch.float64, device=logits.device, generator=generator
-                )
-                x0[row] = (logits[row] - temperature * torch.log(-torch.log(uniform))).argmax(dim=-1)
+                    read.shape[1], logits.shape[1], dtype=torch.float64, device=logits.device,
+                    generator=generator,
+                )[read[row]]
+                noisy = _without_mask_token(logits[here].double(), mask_id)
+                x0[here] = (noisy - temperature * torch.log(-torch.log(uniform))).argmax(dim=-1)
             if remasking == "random":
-                confidence[row] = torch.rand(
-                    logits.shape[1], dtype=torch.float64, device=logits.device, generator=generator
-                )
-    if log_norm is not None:
-        confidence = torch.exp(logits.gather(-1, x0[..., None])[..., 0] - log_norm)
-    return x0, confidence
+                confidence[here] = torch.rand(
+                    read.shape[1], dtype=torch.float64, device=logits.device, generator=generator
+                )[read[row]]
+    if remasking == "low_confidence":
+        log_norm = torch.logsumexp(logits, dim=-1)
+        confidence = torch.exp(logits.gather(-1, x0[:, None])[:, 0].double() - log_norm.double())
+    proposals = torch.full(read.shape, mask_id, dtype=x0.dtype, device=x0.device)
+    proposals[read] = x0
+    confidences = torch.zeros(read.shape, dtype=torch.float64, device=x0.device)
+    confidences[read] = confidence
+    return proposals, confidences
+
+
+def _without_mask_token(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """A copy of ``logits`` with the mask token at ``-inf``."""
+    return logits.index_fill(-1, torch.tensor([mask_id], device=logits.device), -torch.inf)
 
 
 def _select_transfers(
@@ -272,25 +293,31 @@ def generate(
         while bool(still_masked.any()):
             if threshold is None and step == len(schedule):
                 break
-            logits = _block_logits(model, rows, start, block_length, cfg_scale, cache)
+            # rows whose block is finished (threshold decoding) leave the forward; the logits
+            # of the still-masked positions are the only ones read
+            active = still_masked.any(dim=1).nonzero()[:, 0]
+            subset = None if len(active) == len(rows) else active
+            read = still_masked[active]
+            logits = _block_logits(model, rows, subset, start, read, cfg_scale, cache)
             nfe += 1
-            drawing = still_masked.any(dim=1)
-            for i in drawing.nonzero()[:, 0].tolist():
+            for i in active.tolist():
                 rows.nfe[rows.index[i]] += 1
+            generators = None
+            if needs_generators:
+                generators = [rows.random_generators()[i] for i in active.tolist()]
             x0, confidence = _propose(
-                logits, drawing.nonzero()[:, 0],
-                rows.random_generators() if needs_generators else None,
-                mask_id=mask_id, temperature=temperature, remasking=remasking,
+                logits, read, generators, mask_id=mask_id, temperature=temperature,
+                remasking=remasking,
             )
             if suppress_eos_confidence:
                 # below every probability, yet above the -inf of positions not to reveal
                 confidence = torch.where(torch.isin(x0, eos_tensor), confidence - 2.0, confidence)
             transfer = _select_transfers(
-                confidence, still_masked, None if schedule is None else schedule[step], threshold
+                confidence, read, None if schedule is None else schedule[step], threshold
             )
-            block_view = rows.canvas[:, start : start + block_length]
-            rows.canvas[:, start : start + block_length] = torch.where(transfer, x0, block_view)
-            still_masked &= ~transfer
+            block_view = rows.canvas[active, start : start + block_length]
+            rows.canvas[active, start : start + block_length] = torch.where(transfer, x0, block_view)
+            still_masked[active] &= ~transfer
             step += 1
 
         if (variable_length or stop_early) and (eos_ids or stops):
@@ -313,18 +340,26 @@ def generate(
 
 
 def _block_logits(
-    model: LogitsModel, rows: _Rows, start: int, length: int, cfg_scale: float,
-    cache: BlockKVCache | None,
+    model: LogitsModel, rows: _Rows, subset: torch.Tensor | None, start: int, read: torch.Tensor,
+    cfg_scale: float, cache: BlockKVCache | None,
 ) -> torch.Tensor:
-    """Float32 logits ``[B, length, V]`` of the current block, guided when ``cfg_scale > 0``
-    (the conditional and unconditional canvases share one model call)."""
+    """Float32 logits ``[n, V]`` of the current block's positions where ``read [B, block]`` is
+    true, for the rows ``subset`` (all when ``None``); guided when ``cfg_scale > 0`` (the
+    conditional and unconditional canvases share one model call). Only those positions are
+    projected."""
     ids, attention = rows.canvas, rows.attention
     if cfg_scale > 0:
         ids, attention = with_unconditional(ids, attention, rows.uncond_canvas())
+        read = torch.cat([read, read])
+    if subset is not None:
+        # guidance: a row's unconditional copy sits one batch further
+        subset = subset if cfg_scale <= 0 else torch.cat([subset, subset + len(rows)])
+        ids = ids[subset]
+        attention = None if attention is None else attention[subset]
     if cache is None:
-        logits = call_logits(model, ids, attention)[:, start : start + length]
+        logits = call_logits(model, ids, attention, select_block(ids, start, read))
     else:
-        logits = cache.block_logits(model, ids, attention, start, length)
+        logits = cache.block_logits(model, ids, attention, start, read, subset)
     return apply_guidance(logits.float(), cfg_scale) if cfg_scale > 0 else logits.float()
 
 

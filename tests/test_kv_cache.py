@@ -20,15 +20,17 @@ def _model(layers: int):
 
 
 class _Recorder(torch.nn.Module):
-    """Passes calls through to the network and records each call's input width."""
+    """Passes calls through to the network and records each call's input width and rows."""
 
     def __init__(self, network):
         super().__init__()
         self.network = network
         self.widths = []
+        self.rows = []
 
     def forward(self, input_ids, attention_mask=None, **kwargs):
         self.widths.append(input_ids.shape[1])
+        self.rows.append(input_ids.shape[0])
         return self.network(input_ids, attention_mask=attention_mask, **kwargs)
 
 
@@ -45,6 +47,12 @@ def _canvas(model, seed=0):
     return ids, attention, width + 4
 
 
+def _whole_block(cache, model, ids, attention, start):
+    """The cache's logits ``[B, 4, V]`` of every position of the 4-token block at ``start``."""
+    read = torch.ones(len(ids), 4, dtype=torch.bool)
+    return cache.block_logits(model, ids, attention, start, read).view(len(ids), 4, -1)
+
+
 @torch.no_grad()
 def _second_step(mode: str, layers: int):
     """A block's first and second step through the cache (the first revealed two tokens), and
@@ -52,10 +60,10 @@ def _second_step(mode: str, layers: int):
     model = _model(layers)
     ids, attention, start = _canvas(model)
     cache = BlockKVCache(mode)
-    first = cache.block_logits(model, ids, attention, start, 4)
+    first = _whole_block(cache, model, ids, attention, start)
     torch.testing.assert_close(first, model(ids, attention_mask=attention).logits[:, start : start + 4])
     ids[:, start : start + 2] = torch.tensor([40, 41])
-    cached = cache.block_logits(model, ids, attention, start, 4)
+    cached = _whole_block(cache, model, ids, attention, start)
     full = model(ids, attention_mask=attention).logits[:, start : start + 4]
     return cache, (model, ids, attention, start), first, cached, full
 
@@ -73,7 +81,7 @@ def test_deeper_network_reuses_stale_keys_until_the_next_block(mode):
     cache, canvas, _, cached, full = _second_step(mode, layers=2)
     assert (cached - full).abs().max() > 1e-4  # approximate: the cached keys are stale
     cache.forget()
-    torch.testing.assert_close(cache.block_logits(*canvas, 4), full)
+    torch.testing.assert_close(_whole_block(cache, *canvas), full)
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
@@ -82,13 +90,17 @@ def test_deeper_network_reuses_stale_keys_until_the_next_block(mode):
     dict(variable_length=True, eos_id=2),
     dict(threshold=0.3),
     dict(cfg_scale=0.5),
+    dict(threshold=0.3, cfg_scale=0.5),
 ])
 def test_one_layer_cached_sampler_equals_the_uncached_one(mode, options):
     model = _model(layers=1)
     settings = dict(mask_id=model.config.mask_token_id, gen_length=12, block_length=4, steps=12, **options)
     exact = generate(model, PROMPTS, **settings)
-    cached = generate(model, PROMPTS, kv_cache=mode, **settings)
+    recorder = _Recorder(model)
+    cached = generate(recorder, PROMPTS, kv_cache=mode, **settings)
     assert cached.tokens == exact.tokens and cached.nfe == exact.nfe
+    if "threshold" in options:  # rows whose block was finished left the cached calls
+        assert min(recorder.rows) < max(recorder.rows)
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])

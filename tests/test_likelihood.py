@@ -178,6 +178,35 @@ def test_real_network_scores_do_not_depend_on_the_batch():
         assert alone[0] == pytest.approx(confidence[i], rel=1e-5)
 
 
+@pytest.mark.parametrize("cfg_scale", [0.0, 0.5])
+def test_only_masked_continuation_positions_are_projected(cfg_scale):
+    from tiny import full_projection, projected_rows, tiny_model
+
+    model = tiny_model(seed=1)
+    mask_id = model.config.mask_token_id
+    prompts = [[10, 11, 12, 13], [20], [30, 31, 32, 33, 34, 35]]
+    continuations = [[40, 41, 42], [50, 51, 52, 53], [60]]
+    settings = dict(mask_id=mask_id, cfg_scale=cfg_scale, batch_size=8)
+    elbo = lambda m: elbo_loglikelihood(m, prompts, continuations, mc_num=8, mc_batch_size=8, **settings)
+    confidence = lambda m: confidence_score(m, prompts, continuations, return_greedy=True, **settings)
+    full_elbo, full_confidence = elbo(full_projection(model)), confidence(full_projection(model))
+    rows = projected_rows(model)
+    part_elbo = elbo(model)
+    # each draw masks at most its continuation; a full projection is 8 sequences x 10 columns
+    assert sum(rows) <= (2 if cfg_scale else 1) * 8 * sum(map(len, continuations))
+    assert max(rows) < 8 * 10
+    rows.clear()
+    part_confidence = confidence(model)
+    # all three pairs share the calls; each projects the still-masked positions of its pairs
+    masked_per_pass = [3 + 4 + 1, 2 + 3, 1 + 2, 1]
+    assert rows == [(2 if cfg_scale else 1) * n for n in masked_per_pass]
+    for part, full in zip(part_elbo, full_elbo):
+        assert part == pytest.approx(full, rel=0, abs=1e-5), f"ELBO {part} vs {full}"
+    for (score, greedy), (full_score, full_greedy) in zip(part_confidence, full_confidence):
+        assert score == pytest.approx(full_score, rel=0, abs=1e-6), f"confidence {score} vs {full_score}"
+        assert greedy == full_greedy
+
+
 def test_seed_determines_the_numbers():
     model = ContextToy(mask_id=MASK, seed=4)
     run = lambda seed: elbo_loglikelihood(model, PROMPTS, CONTINUATIONS, mask_id=MASK,

@@ -12,6 +12,7 @@ from illada_eval.model import CheckpointError, ILLaDAForMaskedLM
 from tiny import (
     LLADA_LAYER_NAMES,
     VOCAB,
+    projected_rows,
     random_tensors,
     tiny_config,
     tiny_model,
@@ -172,6 +173,64 @@ def test_cached_prefix_gives_the_same_suffix_logits(ids):
     prefix = [(k[:, :, :4], v[:, :, :4]) for k, v in full.key_values]
     suffix = model(ids[:, 4:], past_key_values=prefix).logits
     torch.testing.assert_close(suffix, full.logits[:, 4:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_logits_at_equals_the_full_projection_there(ids, use_cache):
+    model = tiny_model()
+    batch = torch.cat([ids, ids.flip(1)])
+    attention = torch.ones_like(batch)
+    attention[1, :2] = 0
+    select = torch.rand(batch.shape, generator=torch.Generator().manual_seed(0)) < 0.4
+    rows = projected_rows(model)
+    full = model(batch, attention_mask=attention, use_cache=use_cache)
+    part = model(batch, attention_mask=attention, use_cache=use_cache, logits_at=select)
+    assert rows == [batch.numel(), int(select.sum())]
+    torch.testing.assert_close(part.logits, full.logits[select], rtol=0, atol=1e-6)
+    if use_cache:  # the keys/values are those of every position either way
+        for (k, v), (k_full, v_full) in zip(part.key_values, full.key_values):
+            assert torch.equal(k, k_full) and torch.equal(v, v_full)
+
+
+def test_logits_at_a_position_do_not_depend_on_the_other_positions_read():
+    # scores must not depend on the batch: reading more positions changes a logit by float32
+    # rounding at most (a BLAS may round a product of few rows differently from one of many)
+    model = tiny_model()
+    ids = torch.randint(6, 90, (1, 20), generator=torch.Generator().manual_seed(1))
+    few = torch.zeros(1, 20, dtype=torch.bool)
+    few[0, [4, 9]] = True
+    more = few.clone()
+    more[0, 10:18] = True
+    with torch.no_grad():
+        alone, together = model(ids, logits_at=few).logits, model(ids, logits_at=more).logits[:2]
+    torch.testing.assert_close(alone, together, rtol=0, atol=1e-6)
+
+
+def test_rope_tables_are_built_once_and_grow_with_the_length():
+    rotary = tiny_model().model.rotary
+    cpu = torch.device("cpu")
+    rotary(torch.arange(5)[None], 5)
+    table = rotary._tables[cpu][0]
+    rotary(torch.arange(9)[None], 9)
+    assert rotary._tables[cpu][0] is table  # not rebuilt for another length within it
+    positions = torch.tensor([[0, 3, 700, 12]])
+    cos, sin = rotary(positions, 701)
+    assert rotary._tables[cpu][0].shape[0] >= 701
+    # the per-call computation the tables replace, with the same float32 operations
+    exponents = torch.arange(0, rotary.head_dim, 2).double() / rotary.head_dim
+    inv_freq = (1.0 / rotary.theta**exponents).float()
+    angles = positions.float()[..., None] * inv_freq
+    angles = torch.cat((angles, angles), dim=-1)[:, None]
+    assert torch.equal(cos, angles.cos()) and torch.equal(sin, angles.sin())
+
+
+def test_training_after_inference_mode_evaluation(ids):
+    model = tiny_model()
+    with torch.inference_mode():  # builds the RoPE tables
+        model(ids)
+    model.train()
+    model(ids).logits.sum().backward()
+    assert model.lm_head.weight.grad is not None
 
 
 # --- errors a user can cause -------------------------------------------------------------------

@@ -242,6 +242,80 @@ def test_real_network_output_does_not_depend_on_the_batch(options):
         assert generate(model, [prompt], seed=[seed], **settings).tokens == [tokens]
 
 
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(cfg_scale=0.5),
+    dict(threshold=0.2, kv_cache="prefix"),
+    dict(kv_cache="dual", cfg_scale=0.5),
+])
+def test_only_the_block_is_projected_and_tokens_equal_the_full_projection(options):
+    from tiny import full_projection, projected_rows, tiny_model
+
+    model = tiny_model(seed=2, initializer_range=0.3)  # spread logits: no near-ties to reorder
+    prompts = [[10, 11, 12, 13], [20], [30, 31, 32]]
+    settings = dict(mask_id=model.config.mask_token_id, gen_length=8, block_length=4, steps=4)
+    reference = generate(full_projection(model), prompts, **{**settings, **options, "kv_cache": None})
+    rows = projected_rows(model)
+    out = generate(model, prompts, **settings, **options)
+    if "kv_cache" not in options:
+        assert out.tokens == reference.tokens and out.nfe == reference.nfe
+    guided = 2 if options.get("cfg_scale") else 1
+    if "threshold" in options:  # at least one reveal per step: at most 4 + 3 + 2 + 1 per block
+        assert sum(rows) <= guided * len(prompts) * 2 * (4 + 3 + 2 + 1)
+    else:  # two steps per block of 4 reveal 2 + 2: the first reads 4 positions per row, the second 2
+        assert sum(rows) == guided * len(prompts) * 2 * (4 + 2)
+
+
+def test_block_logits_equal_the_full_projection_at_the_positions_read():
+    from tiny import full_projection, tiny_model
+
+    from illada_eval.model.kv_cache import BlockKVCache
+    from illada_eval.model.sampler import _block_logits, _Rows
+
+    model = tiny_model(seed=2)
+    rows = _Rows([[10, 11, 12, 13], [20]], pad_id=5, mask_id=5, seeds=[0, 1], device=torch.device("cpu"))
+    rows.append_masks(8)
+    read = torch.tensor([[True, False, True, True], [False, True, True, False]])
+    for cfg_scale in (0.0, 0.5):
+        for subset in (None, torch.tensor([1])):
+            rows_read = read if subset is None else read[subset]
+            full = _block_logits(full_projection(model), rows, subset, 8, rows_read, cfg_scale, None)
+            assert full.shape == (int(rows_read.sum()), model.config.vocab_size)
+            for cache in (None, BlockKVCache("dual")):
+                part = _block_logits(model, rows, subset, 8, rows_read, cfg_scale, cache)
+                torch.testing.assert_close(part, full, rtol=0, atol=1e-6)
+
+
+def test_greedy_confidence_is_the_float64_softmax_probability():
+    from illada_eval.model.sampler import _propose
+
+    logits = torch.randn(3, 4, V, generator=torch.Generator().manual_seed(1)) * 4
+    read = torch.ones(3, 4, dtype=torch.bool)
+    read[1, 2] = False
+    x0, confidence = _propose(logits[read], read, None, mask_id=MASK, temperature=0.0,
+                              remasking="low_confidence")
+    assert x0[1, 2] == MASK and confidence[1, 2] == 0  # not read
+    exact = logits.double()
+    exact[..., MASK] = -torch.inf
+    assert torch.equal(x0[read], exact.argmax(-1)[read])
+    probability = torch.softmax(logits.double(), -1).gather(-1, exact.argmax(-1)[..., None])[..., 0]
+    probability[~read] = 0
+    # the normaliser in float32: a few float32 roundings of the log, relative error ~1e-7
+    torch.testing.assert_close(confidence, probability, rtol=1e-6, atol=0)
+
+
+def test_rows_whose_block_is_finished_leave_the_forward():
+    # prompt [1]'s block (script positions 1-4) is all confident; prompt [1, 1]'s (2-5) ends on
+    # a weak position, so it needs a second step, which runs its row alone
+    strengths = [3.0, 3.0, 3.0, 3.0, 3.0, 0.5]
+    model = ScriptedToy([1, 2, 3, 4, 6, 7], strengths, V, MASK, record=True)
+    settings = dict(mask_id=MASK, gen_length=4, block_length=4, steps=4, threshold=0.5)
+    out = generate(model, [[1], [1, 1]], **settings)
+    assert [ids.shape[0] for ids, _ in model.inputs] == [2, 1]
+    assert out.tokens == [[2, 3, 4, 6], [3, 4, 6, 7]]
+    assert out.nfe_per_sequence == [1, 2]
+
+
 def test_argument_errors_name_the_fix():
     model = ContextToy(mask_id=MASK)
     with pytest.raises(ValueError, match="divide gen_length"):

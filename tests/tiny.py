@@ -157,3 +157,16 @@ def write_llada_checkpoint(directory: Path, tensors: dict[str, torch.Tensor], co
     (directory / "config.json").write_text(json.dumps(raw))
     save_file(to_llada_names(tensors), directory / "model.safetensors")
     return directory
+
+
+def full_projection(model: ILLaDAForMaskedLM):
+    """The network as a plain logits callable: it cannot take ``logits_at``, so every position
+    is projected and the caller selects (the reference for logits-only projection)."""
+    return lambda input_ids, attention_mask: model(input_ids, attention_mask=attention_mask).logits
+
+
+def projected_rows(model: ILLaDAForMaskedLM) -> list[int]:
+    """A list that records how many positions each later call's lm head projects."""
+    rows: list[int] = []
+    model.lm_head.register_forward_hook(lambda _, inputs, __: rows.append(inputs[0].shape[:-1].numel()))
+    return rows
