@@ -657,7 +657,8 @@ class DiffusionLM(TemplateLM):
                 block_length=block_length, steps=steps, temperature=settings.temperature,
                 remasking=settings.remasking, cfg_scale=settings.cfg_scale, eos_id=self.eos_ids,
                 variable_length=settings.variable_length,
-                suppress_eos_confidence=settings.confidence_eos_eot_inf, stop=stops or None, seed=seeds,
+                logits_eos_inf=settings.logits_eos_inf, confidence_eos_eot_inf=settings.confidence_eos_eot_inf,
+                official_numerics=settings.official_numerics, stop=stops or None, seed=seeds,
                 threshold=settings.threshold, pad_id=self.mask_id, kv_cache=settings.kv_cache,
             )
         texts = []

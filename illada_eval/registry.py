@@ -217,6 +217,7 @@ class TaskProtocol:
     variable_length: bool | None = None
     logits_eos_inf: bool = False  # EOS never proposed
     confidence_eos_eot_inf: bool = False  # EOS / end-of-turn revealed last in their block
+    official_numerics: bool = False  # confidences in the model's dtype, as LLaDA's code takes them
     until: tuple[str, ...] = ()
     extraction: str = ""  # how the answer is read from the output
     alias: str = ""  # lm-eval task_alias
@@ -239,7 +240,8 @@ class TaskProtocol:
             kwargs |= {"remasking": self.remasking, "steps": self.steps, "top_p": self.top_p}
         elif self.block_length is not None:  # LLaDA's sampler
             kwargs |= {"block_length": self.block_length, "steps": self.steps, "variable_length": self.variable_length,
-                       "logits_eos_inf": self.logits_eos_inf, "confidence_eos_eot_inf": self.confidence_eos_eot_inf}
+                       "logits_eos_inf": self.logits_eos_inf, "confidence_eos_eot_inf": self.confidence_eos_eot_inf,
+                       "official_numerics": self.official_numerics}
         return kwargs | {"do_sample": self.temperature > 0, "temperature": self.temperature}
 
     @property
@@ -355,7 +357,7 @@ def _llada_base() -> tuple[TaskProtocol, ...]:
     elbo = dict(scoring="elbo", mc_num=128, cfg_scale=0.0, source=source)
     # fixed length, one block, one token per step: gen_length = steps = block_length = 1024
     fixed = dict(scoring="generation", gen_length=1024, block_length=1024, steps=1024, variable_length=False,
-                 source=source)
+                 official_numerics=True, source=source)
     return (
         TaskProtocol("mmlu", "llada_base_mmlu", Subtasks("mmlu_{subset}", MMLU_SUBJECTS), "mmlu", "test", 5,
                      "lm-eval mmlu (5-shot)", "elbo", "acc,none", source, mc_num=1, cfg_scale=0.0,
@@ -394,7 +396,7 @@ def _llada_instruct() -> tuple[TaskProtocol, ...]:
     """LLaDA-8B-Instruct: OpenCompass (the LLaDA repository's fork), one block per task, one token
     per step, no stop strings (protocols.md; prompts from llada-instruct-prompts.json)."""
     source = "LLaDA repository OpenCompass configs (examples/llada_*.py, configs/models/dllm)"
-    gen = dict(scoring="generation", variable_length=False, source=source)
+    gen = dict(scoring="generation", variable_length=False, official_numerics=True, source=source)
     return (
         TaskProtocol("mmlu", "llada_instruct_mmlu",
                      Subtasks("llada_instruct_mmlu_{subset}", MMLU_SUBJECTS, template="mmlu/_mmlu_gen_a484b3_template_yaml",
@@ -508,7 +510,7 @@ def _dream_instruct() -> tuple[TaskProtocol, ...]:
 def _autoregressive(tasks: tuple[TaskProtocol, ...], source: str) -> tuple[TaskProtocol, ...]:
     """The same tasks for lm-eval's ``hf`` backend: no diffusion settings, greedy decoding."""
     ar = dict(block_length=None, steps=None, variable_length=None, logits_eos_inf=False,
-              confidence_eos_eot_inf=False, mc_num=None, cfg_scale=None, source=source)
+              confidence_eos_eot_inf=False, official_numerics=False, mc_num=None, cfg_scale=None, source=source)
     return tuple(dataclasses.replace(task, **ar, scoring="generation" if task.scoring == "generation" else "loglikelihood")
                  for task in tasks)
 

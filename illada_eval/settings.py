@@ -101,6 +101,8 @@ GENERATION: tuple[Setting, ...] = (
     Setting("logits_eos_inf", bool, False, "LLaDA's logits_eos_inf: EOS is never proposed"),
     Setting("confidence_eos_eot_inf", bool, False,
             "LLaDA's confidence_eos_eot_inf: EOS and end-of-turn are revealed last in their block"),
+    Setting("official_numerics", bool, False,
+            "LLaDA's numerics: confidences and guidance in the model's dtype (bfloat16 rounding and its ties)"),
     _CFG_SCALE,
     Setting("threshold", float, None, "Fast-dLLM parallel decoding: unmask every token this confident",
             minimum=0),

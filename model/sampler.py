@@ -127,6 +127,9 @@ def _propose(
     mask_id: int,
     temperature: float,
     remasking: str,
+    never_proposed: Sequence[int] = (),
+    zero_confidence: Sequence[int] = (),
+    official_numerics: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Proposed tokens and confidences ``[B, block]`` from the float32 logits ``[n, V]`` of the
     positions where ``read [B, block]`` is true (row-major); row ``i`` draws its random numbers
@@ -140,7 +143,15 @@ def _propose(
     means nothing); confidences keep LLaDA's softmax over the full vocabulary, so nothing
     changes wherever LLaDA would not have proposed the mask token. The softmax's normaliser is
     taken in float32: only the proposal's probability is float64.
+
+    LLaDA's options: the ``never_proposed`` ids get a ``-inf`` logit before the proposal
+    (``logits_eos_inf``); the ``zero_confidence`` ids get one after it, so a position proposing
+    one of them has confidence 0 and the others' softmax leaves them out (``confidence_eos_eot_inf``).
+    ``official_numerics``: the softmax in the logits' own dtype, as LLaDA's code takes it (in
+    bfloat16 its rounding makes ties, which the reveal order then breaks by position).
     """
+    if never_proposed:
+        logits = logits.index_fill(-1, torch.tensor(never_proposed, device=logits.device), -torch.inf)
     x0 = logits.argmax(dim=-1)
     if bool((x0 == mask_id).any()):
         x0 = _without_mask_token(logits, mask_id).argmax(dim=-1)
@@ -163,11 +174,16 @@ def _propose(
                     read.shape[1], dtype=torch.float64, device=logits.device, generator=generator
                 )[read[row]]
     if remasking == "low_confidence":
-        log_norm = torch.logsumexp(logits, dim=-1)
-        confidence = torch.exp(logits.gather(-1, x0[:, None])[:, 0].double() - log_norm.double())
+        if zero_confidence:
+            logits = logits.index_fill(-1, torch.tensor(zero_confidence, device=logits.device), -torch.inf)
+        if official_numerics:  # kept in the logits' dtype: the reveal order then meets its ties as LLaDA's does
+            confidence = torch.softmax(logits, dim=-1).gather(-1, x0[:, None])[:, 0]
+        else:
+            log_norm = torch.logsumexp(logits, dim=-1)
+            confidence = torch.exp(logits.gather(-1, x0[:, None])[:, 0].double() - log_norm.double())
     proposals = torch.full(read.shape, mask_id, dtype=x0.dtype, device=x0.device)
     proposals[read] = x0
-    confidences = torch.zeros(read.shape, dtype=torch.float64, device=x0.device)
+    confidences = torch.zeros(read.shape, dtype=confidence.dtype, device=x0.device)
     confidences[read] = confidence
     return proposals, confidences
 
@@ -178,18 +194,24 @@ def _without_mask_token(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
 
 
 def _select_transfers(
-    confidence: torch.Tensor, still_masked: torch.Tensor, count: int | None, threshold: float | None
+    confidence: torch.Tensor, still_masked: torch.Tensor, count: int | None, threshold: float | None,
+    start: int, width: int,
 ) -> torch.Tensor:
-    """Bool ``[B, block]``: the positions to reveal this step.
+    """Bool ``[B, block]``: the positions to reveal this step (the block starts at canvas column
+    ``start`` of ``width``).
 
-    Fixed schedule: the ``count`` most confident masked positions of each row. Threshold: every
-    masked position whose confidence exceeds ``threshold``, and always the most confident one.
+    Fixed schedule: the ``count`` most confident masked positions of each row, chosen as LLaDA's
+    code chooses them: ``torch.topk`` over the row's whole canvas, ``-inf`` outside the block,
+    so that even ties (equal confidences, common in bfloat16) are broken as there. Threshold:
+    every masked position whose confidence exceeds ``threshold``, and always the most confident one.
     """
     confidence = confidence.masked_fill(~still_masked, -torch.inf)
     transfer = torch.zeros_like(still_masked)
     if threshold is None:
-        top = confidence.argsort(dim=1, descending=True, stable=True)[:, :count]
-        transfer.scatter_(1, top, True)
+        canvas = confidence.new_full((len(confidence), width), -torch.inf)
+        canvas[:, start : start + confidence.shape[1]] = confidence
+        for row in range(len(canvas)):
+            transfer[row, torch.topk(canvas[row], count).indices - start] = True
     else:
         transfer = confidence > threshold
         transfer.scatter_(1, confidence.argmax(dim=1, keepdim=True), True)
@@ -210,7 +232,9 @@ def generate(
     cfg_scale: float = 0.0,
     eos_id: int | Sequence[int] | None = None,
     variable_length: bool = False,
-    suppress_eos_confidence: bool = False,
+    logits_eos_inf: bool = False,
+    confidence_eos_eot_inf: bool = False,
+    official_numerics: bool = False,
     stop: Sequence[Sequence[int]] | None = None,
     seed: int | Sequence[int] = 0,
     threshold: float | None = None,
@@ -238,8 +262,13 @@ def generate(
         variable_length: iLLaDA's mode: the canvas holds only the blocks decoded so far plus the
             current one; a prompt stops once a decoded block holds an EOS or completes a stop
             sequence, or when ``gen_length`` is reached.
-        suppress_eos_confidence: give positions whose proposal is an EOS id the lowest
-            confidence, so they are revealed last within their block.
+        logits_eos_inf: LLaDA's option: the first of ``eos_id`` (the tokenizer's EOS) is never
+            proposed, so the canvas fills with content.
+        confidence_eos_eot_inf: LLaDA's option: every ``eos_id`` (EOS and end-of-turn) gets
+            probability 0 after the proposal is taken, so a position proposing one has confidence
+            0 (revealed last in its block, ties by position) and the others' softmax leaves them out.
+        official_numerics: confidences (and guidance) in the model's dtype, as LLaDA's code takes
+            them, instead of float32/float64; matters for bfloat16 models.
         stop: stop sequences as token-id lists; outputs are cut before the first occurrence.
         seed: one int (prompt ``i`` uses a seed derived from ``(seed, i)``) or one seed per prompt
             (lets a caller keep results independent of how it splits its requests).
@@ -264,7 +293,7 @@ def generate(
     stops = [list(s) for s in (stop or [])]
     num_blocks = _check_generate_args(
         gen_length, block_length, steps, temperature, remasking, threshold, stops,
-        eos_ids, variable_length, suppress_eos_confidence,
+        eos_ids, variable_length, logits_eos_inf or confidence_eos_eot_inf,
     )
     cache = BlockKVCache(kv_cache) if kv_cache is not None else None
     seeds = prompt_seeds(seed, len(prompts))
@@ -280,7 +309,6 @@ def generate(
     nfe = 0
     max_stop = max((len(s) for s in stops), default=1)
     needs_generators = temperature > 0 or remasking == "random"
-    eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device)
 
     for block in range(num_blocks):
         if variable_length and block > 0:
@@ -298,7 +326,7 @@ def generate(
             active = still_masked.any(dim=1).nonzero()[:, 0]
             subset = None if len(active) == len(rows) else active
             read = still_masked[active]
-            logits = _block_logits(model, rows, subset, start, read, cfg_scale, cache)
+            logits = _block_logits(model, rows, subset, start, read, cfg_scale, cache, official_numerics)
             nfe += 1
             for i in active.tolist():
                 rows.nfe[rows.index[i]] += 1
@@ -307,13 +335,12 @@ def generate(
                 generators = [rows.random_generators()[i] for i in active.tolist()]
             x0, confidence = _propose(
                 logits, read, generators, mask_id=mask_id, temperature=temperature,
-                remasking=remasking,
+                remasking=remasking, never_proposed=eos_ids[:1] if logits_eos_inf else (),
+                zero_confidence=eos_ids if confidence_eos_eot_inf else (), official_numerics=official_numerics,
             )
-            if suppress_eos_confidence:
-                # below every probability, yet above the -inf of positions not to reveal
-                confidence = torch.where(torch.isin(x0, eos_tensor), confidence - 2.0, confidence)
             transfer = _select_transfers(
-                confidence, read, None if schedule is None else schedule[step], threshold
+                confidence, read, None if schedule is None else schedule[step], threshold,
+                start, rows.canvas.shape[1],
             )
             block_view = rows.canvas[active, start : start + block_length]
             rows.canvas[active, start : start + block_length] = torch.where(transfer, x0, block_view)
@@ -341,12 +368,12 @@ def generate(
 
 def _block_logits(
     model: LogitsModel, rows: _Rows, subset: torch.Tensor | None, start: int, read: torch.Tensor,
-    cfg_scale: float, cache: BlockKVCache | None,
+    cfg_scale: float, cache: BlockKVCache | None, model_dtype: bool = False,
 ) -> torch.Tensor:
-    """Float32 logits ``[n, V]`` of the current block's positions where ``read [B, block]`` is
-    true, for the rows ``subset`` (all when ``None``); guided when ``cfg_scale > 0`` (the
-    conditional and unconditional canvases share one model call). Only those positions are
-    projected."""
+    """Float32 logits ``[n, V]`` (in the model's own dtype with ``model_dtype``) of the current
+    block's positions where ``read [B, block]`` is true, for the rows ``subset`` (all when
+    ``None``); guided when ``cfg_scale > 0`` (the conditional and unconditional canvases share
+    one model call). Only those positions are projected."""
     ids, attention = rows.canvas, rows.attention
     if cfg_scale > 0:
         ids, attention = with_unconditional(ids, attention, rows.uncond_canvas())
@@ -360,7 +387,8 @@ def _block_logits(
         logits = call_logits(model, ids, attention, select_block(ids, start, read))
     else:
         logits = cache.block_logits(model, ids, attention, start, read, subset)
-    return apply_guidance(logits.float(), cfg_scale) if cfg_scale > 0 else logits.float()
+    logits = logits if model_dtype else logits.float()
+    return apply_guidance(logits, cfg_scale) if cfg_scale > 0 else logits
 
 
 def _finish_stopped_rows(rows, outputs, stopped, eos_ids, stops, *, search_from, end) -> None:
@@ -379,7 +407,7 @@ def _finish_stopped_rows(rows, outputs, stopped, eos_ids, stops, *, search_from,
 
 def _check_generate_args(
     gen_length, block_length, steps, temperature, remasking, threshold, stops,
-    eos_ids, variable_length, suppress_eos_confidence,
+    eos_ids, variable_length, eos_options,
 ) -> int:
     if gen_length < 1 or block_length < 1 or gen_length % block_length:
         raise ValueError(
@@ -401,6 +429,6 @@ def _check_generate_args(
         raise ValueError("stop sequences must be non-empty token-id lists")
     if variable_length and not (eos_ids or stops):
         raise ValueError("variable_length needs eos_id or stop sequences to know when to stop")
-    if suppress_eos_confidence and not eos_ids:
-        raise ValueError("suppress_eos_confidence needs eos_id")
+    if eos_options and not eos_ids:
+        raise ValueError("logits_eos_inf and confidence_eos_eot_inf need eos_id")
     return num_blocks

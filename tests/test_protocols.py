@@ -63,6 +63,8 @@ def test_protocol_settings_are_those_of_its_sources(name):
             got = (kwargs["max_gen_toks"], kwargs["block_length"], kwargs["steps"], kwargs["variable_length"])
             assert got == generation, where
             assert kwargs["do_sample"] is False and kwargs["temperature"] == 0.0, where
+            # LLaDA's own code takes confidences in the model's dtype; the iLLaDA protocols keep ours
+            assert kwargs["official_numerics"] is name.startswith("llada"), where
         if metric is not None:
             assert task.metric == metric, where
 

@@ -187,14 +187,14 @@ def test_stop_sequence_across_blocks_ends_generation():
     assert out.tokens == [[2, 3, 4, 5, 6, 7]] and out.nfe == 12 and out.stopped == [True]
 
 
-def test_suppressed_eos_is_revealed_last_in_its_block():
+def test_eos_with_zero_confidence_is_revealed_last_in_its_block():
     targets = [3, EOS, 4, 5]
     strengths = [1.0, 6.0, 2.0, 1.5]  # EOS is the most confident proposal
     expected = {False: [[1], [2], [3]], True: [[2], [3], [0]]}  # one token per step
     for suppress, order in expected.items():
         model = _scripted(targets, strengths, prompt_length=1)
         out = generate(model, [[1]], mask_id=MASK, gen_length=4, block_length=4, steps=4,
-                       eos_id=EOS, suppress_eos_confidence=suppress)
+                       eos_id=EOS, confidence_eos_eot_inf=suppress)
         log, _ = _reveal_log(model, 1)
         assert log == order  # the fourth step reveals what is left: EOS when suppressed
         assert out.tokens == [[3]] and out.stopped == [True]

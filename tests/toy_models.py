@@ -136,3 +136,18 @@ def enumerated_elbo(model, prompt: Sequence[int], continuation: Sequence[int], m
             float(log_probs[row, len(prompt) + i, continuation[i]]) for i in subset
         )
     return total
+
+
+class TableToy(ToyModel):
+    """Fixed logits per real position, whatever the context: ``table[p]`` is the logit vector at
+    real position p (counted from the first attended token; the last row repeats)."""
+
+    def __init__(self, table: Sequence[Sequence[float]], mask_id: int, record: bool = False,
+                 dtype: torch.dtype = torch.float64):
+        table = torch.tensor(table, dtype=torch.float64)
+        super().__init__(table.shape[1], mask_id, record)
+        self.table, self.dtype = table, dtype
+
+    def logits(self, input_ids, real):
+        position = (real.long().cumsum(dim=1) - 1).clamp(0, len(self.table) - 1)
+        return self.table[position].to(self.dtype)
