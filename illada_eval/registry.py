@@ -226,6 +226,12 @@ class TaskProtocol:
     top_p: float | None = None
 
     @property
+    def builds_on_lm_eval_tasks(self) -> bool:
+        """Whether its task file names lm-eval's registered tasks (which lm-eval's index must know)."""
+        return isinstance(self.template, LmEvalTask) or (isinstance(self.template, Subtasks)
+                                                         and self.template.template is None)
+
+    @property
     def offline(self) -> bool:
         """Whether the offline data pack can run it (lm-eval's own tasks read the Hub)."""
         return DATASETS[self.dataset].offline and not isinstance(self.template, LmEvalTask)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from illada_eval import presets
+from illada_eval.registry import protocol_of_task
 from illada_eval.data import DataUnavailableError
 from illada_eval.settings import DIFFUSION_GENERATION_KEYS, SCORING_KEYS
 from illada_eval.task_index import task_manager
@@ -32,18 +33,23 @@ def resolve(spec: str | None, preset: str, include_paths: list[str]) -> tuple[li
     """The task names of ``--tasks`` and a task manager that knows them.
 
     Our tasks and the include paths are indexed first; lm-eval's own index (cached on disk, see
-    :mod:`illada_eval.task_index`) is read only when a name is not found there.
+    :mod:`illada_eval.task_index`) is read only when a name is not found there, or when one of
+    our tasks builds on lm-eval's registered tasks (the MMLU and BBH groups, lm-eval's GSM8K).
     """
     paths = tuple(include_paths)
     manager = task_manager(paths, with_lm_eval_tasks=False)
     try:
-        return presets.resolve_tasks(spec, preset, known_tasks=manager.all_tasks), manager
+        names = presets.resolve_tasks(spec, preset, known_tasks=manager.all_tasks)
     except ValueError:
         manager = task_manager(paths, with_lm_eval_tasks=True)
-    try:
-        return presets.resolve_tasks(spec, preset, known_tasks=manager.all_tasks), manager
-    except ValueError as error:
-        raise ValueError(f"{error}{unreadable_task_files(include_paths)}") from None
+        try:
+            return presets.resolve_tasks(spec, preset, known_tasks=manager.all_tasks), manager
+        except ValueError as error:
+            raise ValueError(f"{error}{unreadable_task_files(include_paths)}") from None
+    entries = (protocol_of_task(name)[1] for name in names)
+    if any(entry is not None and entry.builds_on_lm_eval_tasks for entry in entries):
+        manager = task_manager(paths, with_lm_eval_tasks=True)
+    return names, manager
 
 
 def build(manager: Any, names: list[str]) -> list[Any]:

@@ -76,3 +76,11 @@ def test_building_our_tasks_logs_no_metadata_advice(caplog):
         (task,) = task_setup.build(manager, ["illada_sanity_mc"])
     assert task.config.custom_dataset is not None, "the task reads its data through a function"
     assert not [r.getMessage() for r in caplog.records if "--metadata" in r.getMessage()]
+
+
+def test_our_groups_over_lm_evals_tasks_get_lm_evals_index(fresh_index):
+    """illada_mmlu lists lm-eval's mmlu_<subject> tasks: they must be known when it is built."""
+    names, manager = task_setup.resolve("mmlu", "illada-base", [])
+    assert names == ["illada_mmlu"] and "lm_eval_only" in manager.all_tasks
+    names, manager = task_setup.resolve("arc", "illada-base", [])
+    assert names == ["illada_arc_challenge"] and "lm_eval_only" not in manager.all_tasks  # ours alone: fast
