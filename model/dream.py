@@ -96,7 +96,10 @@ class DreamForMaskedLM(ILLaDAForMaskedLM):
         position_ids: torch.LongTensor | None = None,
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
+        logits_at: torch.Tensor | None = None,
     ) -> MaskedLMOutput:
+        """As the base network's forward; ``logits_at`` projects only the positions read, each
+        from the hidden state one position earlier (position 0 from its own)."""
         if use_cache or past_key_values is not None:
             # the shifted logits of a cached step's first position come from the hidden state
             # of the position before it, which a key/value cache does not keep
@@ -104,6 +107,11 @@ class DreamForMaskedLM(ILLaDAForMaskedLM):
                 "Dream's logits are shifted (position i's come from the hidden state at i - 1), "
                 "so a key/value cache cannot serve them: decode Dream with kv_cache=None"
             )
-        out = super().forward(input_ids, attention_mask, position_ids)
-        out.logits = shift_logits(out.logits)
+        if logits_at is None:
+            out = super().forward(input_ids, attention_mask, position_ids)
+            out.logits = shift_logits(out.logits)
+            return out
+        out = self.model(input_ids, attention_mask, position_ids)
+        rows, columns = logits_at.nonzero(as_tuple=True)
+        out.logits = self.lm_head(out.last_hidden_state[rows, (columns - 1).clamp(min=0)])
         return out

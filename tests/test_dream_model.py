@@ -204,6 +204,22 @@ def test_padding_does_not_change_a_sequences_logits(tmp_path):
     assert difference < 1e-5, f"left padding changed the logits by {difference}"
 
 
+def test_logits_at_selected_positions_equal_the_full_shifted_logits(tmp_path):
+    """Projecting only the positions read (position 0 and its neighbour included: both come from
+    the hidden state at 0) gives the full output's rows, in row-major order."""
+    config = tiny_dream_config()
+    write_dream_checkpoint(tmp_path, random_qwen2_tensors(config), config)
+    model = load_model(tmp_path)
+    ids = torch.stack([IDS, IDS.flip(0)])
+    full = model(ids).logits
+    select = torch.zeros(ids.shape, dtype=torch.bool)
+    select[0, [0, 1, 4]] = True
+    select[1, [2, len(IDS) - 1]] = True
+    projected = model(ids, logits_at=select).logits
+    difference = (projected - full[select]).abs().max().item()
+    assert projected.shape == (5, config.vocab_size) and difference < 1e-6, f"differs by {difference}"
+
+
 def test_mask_id_from_generation_config_and_default(tmp_path):
     config = tiny_dream_config(mask_token_id=7)
     tensors = random_qwen2_tensors(config)
