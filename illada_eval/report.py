@@ -35,6 +35,7 @@ from illada_eval.results import (
     Leaderboard,
     RunColumn,
     format_score,
+    latest_run_rows,
     leaderboard,
     load_scores,
     other_run_rows,
@@ -353,6 +354,7 @@ def run_command(prog: str, argv: list[str] | None, what: str, default_output: st
     try:
         with warnings_to_stderr(prog):
             scores = load_scores(args.input)
+            latest_run_rows(scores, args.include_partial, warn=True)  # names superseded files, once
             written = write_files(output, make_files(scores, args))
     except (OSError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)

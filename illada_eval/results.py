@@ -518,15 +518,15 @@ class Leaderboard:
         return math.fsum(values) / len(values)  # type: ignore[arg-type]
 
 
-def latest_run_rows(scores: pd.DataFrame, include_partial: bool = False) -> pd.DataFrame:
+def latest_run_rows(scores: pd.DataFrame, include_partial: bool = False, warn: bool = False) -> pd.DataFrame:
     """One run row per (table, model, protocol, benchmark or task): the newest run wins.
 
     Rows of partial runs (``--limit``) are left out first, unless ``include_partial``: a trial
     run never hides a full one.
 
     Runs of one model may be split over several files (one per task) and merge into one
-    column; when two files score the same cell, the later date (then file name) is kept and a
-    warning names both.
+    column; when two files score the same cell, the later date (then file name) is kept and,
+    with ``warn`` (once per command, not once per table), a warning names both.
     """
     runs = scores[scores["origin"] == "run"].copy()
     if not include_partial:
@@ -536,7 +536,7 @@ def latest_run_rows(scores: pd.DataFrame, include_partial: bool = False) -> pd.D
     runs = runs.sort_values(["table", "model", "under", "cell", "date", "source", "task"], na_position="first",
                             kind="stable")
     duplicated = runs.duplicated(["table", "model", "under", "cell"], keep="last")
-    for _, old in runs[duplicated].iterrows():
+    for _, old in runs[duplicated].iterrows() if warn else ():
         logger.warning(
             "%s scored %s / %s again; using the newer result, not %s (%s)",
             old["model"], old["table"], old["cell"], old["source"], old["task"],
