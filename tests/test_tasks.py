@@ -10,9 +10,10 @@ from lm_eval.evaluator import evaluate
 from lm_eval.tasks import TaskManager
 
 from illada_eval import data, presets
-from illada_eval.registry import EXTRA_TASKS, get_protocol
+from illada_eval.registry import EXTRA_TASKS, get_protocol, protocol_of_task
 from illada_eval.tasks import TASKS_DIR
 from illada_eval.tasks.lm_eval_prompts import LM_EVAL_TASKS_DIR
+from golden_prompts import assert_prompts_match_golden
 from offline_mirror import mirror  # noqa: F401  (session fixture)
 
 # the lm-eval folders whose tasks our groups reuse; indexing all of lm-eval takes 15-30 s here
@@ -188,6 +189,20 @@ def test_dream_tasks_build_with_dreams_sampler_settings(task_manager, offline, p
     assert task.config.metadata["illada"]["protocol"] == protocol
     if shot_marker:
         assert _first_context(task).count(shot_marker) == entry.num_fewshot + 1
+
+
+# a few tasks of each protocol, word for word (the LLaDA-Instruct ones: test_tasks_llada_instruct.py)
+GOLDEN_TASKS = ["illada_arc_challenge", "illada_gsm8k", "illada_math", "illada_mbpp", "illada_humaneval",
+                "illada_instruct_gsm8k", "illada_instruct_math", "illada_instruct_mbpp",
+                "llada_base_arc_challenge", "llada_base_gsm8k", "llada_base_math", "llada_base_mbpp",
+                "dream_base_gsm8k", "dream_instruct_humaneval"]
+
+
+@pytest.mark.parametrize("name", GOLDEN_TASKS)
+def test_rendered_prompts_match_the_golden_files(task_manager, offline, name):
+    protocol, _ = protocol_of_task(name)
+    leaves = _leaves(task_manager, name)
+    assert_prompts_match_golden(next(iter(leaves.values())), name, chat=protocol.chat_template)
 
 
 @pytest.mark.parametrize(

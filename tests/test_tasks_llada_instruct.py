@@ -3,8 +3,6 @@ protocols.md, their prompts are pinned word for word, and their answer readers b
 OpenCompass's on tricky replies; the iLLaDA instruct MMLU reads the letter a reply commits to."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import datasets
 import pytest
@@ -20,11 +18,10 @@ from illada_eval.tasks.code import utils as code_utils
 from illada_eval.tasks.lm_eval_prompts import LM_EVAL_TASKS_DIR
 from illada_eval.tasks.math import utils as math_utils
 from illada_eval.tasks.mmlu_pro import utils as mmlu_pro_utils
+from golden_prompts import GOLDEN_DIR, assert_prompts_match_golden
 from offline_mirror import mirror  # noqa: F401  (session fixture)
 from test_tasks import MMLU_PRO_CATEGORIES, CannedLM
 
-GOLDEN_DIR = Path(__file__).parent / "golden"
-UPDATE_GOLDEN = "ILLADA_UPDATE_GOLDEN"  # set to 1 to rewrite the golden prompt files
 
 # protocols.md, LLaDA-8B-Instruct table: task -> (subtasks, shots, gen_length = steps, block,
 # logits_eos_inf, confidence_eos_eot_inf)
@@ -100,33 +97,10 @@ def test_full_math_reads_every_subject_of_the_hub_set_and_math500_stays_apart(ta
 
 # ---------------------------------------------------------------- prompts, word for word
 
-def visible_chat(messages: list[dict], add_generation_prompt: bool = True) -> str:
-    """A chat template that shows each turn on lines of its own, so the golden files show which
-    text is which turn."""
-    turns = "".join(f"<|{m['role']}|>\n{m['content']}\n<|end of {m['role']}|>\n" for m in messages)
-    return turns + ("<|assistant|>\n" if add_generation_prompt else "")
-
-
 @pytest.mark.parametrize("name", sorted(PROTOCOL))
 def test_rendered_prompts_match_the_golden_files(task_manager, offline, name):
-    task = next(iter(_leaves(task_manager, name).values()))
     # what lm-eval's evaluator does under --chat-template on (evaluate.py sets both flags)
-    task.build_all_requests(limit=2, rank=0, world_size=1, apply_chat_template=True,
-                            fewshot_as_multiturn=True, chat_template=visible_chat)
-    assert len(task.instances) == 2
-    for index, instance in enumerate(task.instances):
-        golden = GOLDEN_DIR / f"{name}_{index}.txt"
-        prompt = instance.args[0]
-        if os.environ.get(UPDATE_GOLDEN):
-            golden.parent.mkdir(exist_ok=True)
-            golden.write_bytes(prompt.encode())
-        assert golden.is_file(), f"{golden} is missing; write it with {UPDATE_GOLDEN}=1"
-        expected = golden.read_bytes().decode()
-        if prompt != expected:
-            at = next((i for i, (a, b) in enumerate(zip(prompt, expected)) if a != b), min(len(prompt), len(expected)))
-            pytest.fail(f"{name} document {index}: the prompt differs from {golden.name} at character {at}: "
-                        f"{prompt[at - 40:at + 40]!r} vs {expected[at - 40:at + 40]!r} "
-                        f"(rewrite with {UPDATE_GOLDEN}=1 if the change is intended)")
+    assert_prompts_match_golden(next(iter(_leaves(task_manager, name).values())), name, chat=True)
 
 
 def test_golden_prompts_hold_opencompass_turns():
