@@ -22,6 +22,7 @@ def visible_chat(messages: list[dict], add_generation_prompt: bool = True) -> st
 def assert_prompts_match_golden(task, name: str, chat: bool) -> None:
     """The first two documents' prompts of a built task equal ``<name>_0.txt`` and ``<name>_1.txt``
     (as lm-eval's evaluator renders them; with ``chat`` under a chat template, few-shot as turns)."""
+    task.set_fewshot_seed(seed=1234)  # as lm-eval's evaluator does: random few-shot draws repeat
     chat_settings = dict(apply_chat_template=True, fewshot_as_multiturn=True, chat_template=visible_chat) if chat else {}
     task.build_all_requests(limit=2, rank=0, world_size=1, **chat_settings)
     assert len(task.instances) >= 2
