@@ -170,7 +170,8 @@ def backend_arguments(args: Any, device: str) -> tuple[str, dict[str, Any]]:
     illada_args = {"pretrained": args.model, "device": device, "dtype": args.dtype,
                    "revision": args.revision, "seed": args.seed}
     checked = eval_args.check_model_args(extra, "--model-args")
-    return "illada", {key: value for key, value in illada_args.items() if value is not None} | batch | checked
+    protocol = protocol_for_backend(args.preset, "illada").model_args  # e.g. Dream's BOS
+    return "illada", {key: value for key, value in illada_args.items() if value is not None} | protocol | batch | checked
 
 
 def check_task_settings(model_args: dict[str, Any], task_settings: dict[str, dict[str, Any]]) -> None:

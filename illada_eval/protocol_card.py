@@ -80,6 +80,8 @@ def protocol_section(protocol: Protocol, fields: tuple[str, ...]) -> list[str]:
     lines = [f"## {protocol.name}: {protocol.title}", "",
              f"Reproduces: {columns}. Backend: `{protocol.backend}`. Chat template: "
              f"{show(protocol.chat_template)}. Source: {protocol.source}."]
+    if protocol.model_args:
+        lines.append("Backend settings of the run: " + ", ".join(f"`{k}={v}`" for k, v in protocol.model_args.items()) + ".")
     if protocol.runs_tasks_of:
         lines.append(f"Runs the task files of `{protocol.runs_tasks_of}` (same prompts and shots).")
     lines.append("")

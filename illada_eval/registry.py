@@ -276,6 +276,7 @@ class Protocol:
     unstated: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     runs_tasks_of: str | None = None  # runs another protocol's task files (same prompts and shots)
+    model_args: dict = field(default_factory=dict)  # backend settings of the whole run (--model-args win)
 
     def task_for(self, benchmark: str) -> TaskProtocol | None:
         return next((task for task in self.tasks if task.benchmark == benchmark), None)
@@ -566,6 +567,7 @@ PROTOCOLS: dict[str, Protocol] = {
                            "gsm8k": "which lm-eval filter the table shows (strict-match or flexible-extract)",
                            "bbh": "the base model's alg (entropy assumed, Dream's eval.py default)",
                            "humaneval": "the code post-processing after escape_until"},
+                 model_args={"add_bos_token": True},  # Dream's harness: add_bos_token=true
                  notes=("Whether the iLLaDA authors re-evaluated Dream or quoted Dream's report is not stated.",
                         "Dream's harness uses one max_new_tokens for every request; here each task pins its own.")),
         Protocol("dream-instruct", "Dream-7B-Instruct (iLLaDA paper Table 3, secondary)",

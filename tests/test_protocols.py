@@ -159,3 +159,18 @@ def test_protocol_card_table_and_unknown_preset(capsys):
     with pytest.raises(SystemExit):
         protocol_card.main(["--preset", "lada-base"])
     assert "Did you mean llada-base" in capsys.readouterr().err
+
+
+def test_dream_base_runs_with_dreams_bos_token_unless_model_args_say_otherwise():
+    from types import SimpleNamespace
+
+    from illada_eval.evaluate import backend_arguments
+
+    args = SimpleNamespace(model="some/dream", model_args=None, batch_size=8, max_batch_size=None, dtype=None,
+                           revision=None, seed=1, preset="dream-base")
+    assert backend_arguments(args, "cpu")[1]["add_bos_token"] is True
+    args.model_args = "add_bos_token=False"
+    assert backend_arguments(args, "cpu")[1]["add_bos_token"] is False
+    args.preset = "illada-base"
+    args.model_args = None
+    assert "add_bos_token" not in backend_arguments(args, "cpu")[1]
