@@ -46,11 +46,6 @@ def preset_tasks(preset: str = DEFAULT_PRESET) -> list[str]:
     return [entry.task for entry in protocol_tasks(preset).values()]
 
 
-def available_offline(benchmark: str, preset: str = DEFAULT_PRESET) -> bool:
-    entry = protocol_tasks(preset).get(benchmark) or next(e for e in EXTRA_TASKS if e.benchmark == benchmark)
-    return entry.offline
-
-
 def offline_tasks(preset: str = DEFAULT_PRESET) -> list[str]:
     """The preset's tasks whose data the offline mirror holds (``illada-eval data pull``)."""
     return [entry.task for entry in protocol_tasks(preset).values() if entry.offline]

@@ -16,6 +16,7 @@ regenerate the task files and ``docs/protocols.md``; a test fails while they are
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 
 # ---------------------------------------------------------------- datasets
@@ -614,8 +615,6 @@ def get_protocol(name: str) -> Protocol:
     """A protocol by its name or alias; ValueError names the known ones."""
     key = PROTOCOL_ALIASES.get(name, name)
     if key not in PROTOCOLS:
-        import difflib
-
         close = difflib.get_close_matches(name, [*PROTOCOLS, *PROTOCOL_ALIASES], n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"Unknown protocol {name!r}.{hint} Protocols: {', '.join(PROTOCOLS)} "
