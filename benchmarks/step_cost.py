@@ -29,6 +29,7 @@ import torch
 from illada_eval.model import ILLaDAForMaskedLM, call_logits
 from illada_eval.model._logits import select_block
 from illada_eval.model.kv_cache import KV_CACHE_MODES, BlockKVCache
+from illada_eval.settings import DEFAULT_BATCH_SIZE
 
 from _common import machine_line, parse_checking_load, random_network, timed, write_results
 
@@ -59,7 +60,9 @@ class Shape:
     canvas: int = 512
     block_start: int = 256
     block: int = 32
-    batch: int = 1
+    # rows per call as an evaluation runs them by default; at batch 1 a call that projects a few
+    # positions is bound by reading the head's weights, not by arithmetic
+    batch: int = DEFAULT_BATCH_SIZE
 
     def network(self, dtype: torch.dtype, device: str, mask_id: int | None = None,
                 eos_id: int | None = None) -> ILLaDAForMaskedLM:
