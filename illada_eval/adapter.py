@@ -616,9 +616,10 @@ class DiffusionLM(TemplateLM):
             self._warn_once(f"ignored:{ignored}", f"generation_kwargs {ignored} have no meaning for diffusion sampling and are ignored")
         overrides = {key: kwargs[key] for key in known if kwargs.get(key) is not None}
         settings = updated(self.generation, overrides, "generation_kwargs")
-        # LLaDA's evaluation cuts at the task's own stop strings only (lm-eval adds the EOS text)
-        eos_text = None if settings.keep_text_after_eos else self.tok_decode([self.eot_token_id], skip_special_tokens=False)
-        return settings, handle_stop_sequences(task_until, eos=eos_text), max_gen_toks
+        # lm-eval adds the EOS text to the stop strings; LLaDA's evaluation cuts at the task's own only
+        eos_text = self.tok_decode([self.eot_token_id], skip_special_tokens=False)
+        until = handle_stop_sequences(task_until, eos=None if settings.keep_text_after_eos else eos_text)
+        return settings, until, max_gen_toks
 
     def check_generation(self, gen_kwargs: Mapping[str, Any]) -> int:
         """Room left for the prompt under these generation_kwargs; a clear error when none is.

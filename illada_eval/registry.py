@@ -552,7 +552,8 @@ PROTOCOLS: dict[str, Protocol] = {
                            "gsm8k": "which lm-eval filter the paper shows (strict-match or flexible-extract)",
                            "mbpp": "the shots: Table 1 says 4, lm-eval's stock mbpp holds 3 exemplars"},
                  notes=("eval_llada.py decodes with special tokens, splits at each stop string, then drops "
-                        "special tokens, so text after an EOS survives; so does this protocol (keep_text_after_eos).",)),
+                        "special tokens, so text after an EOS survives; so does this protocol "
+                        "(keep_text_after_eos).",)),
         Protocol("llada-instruct", "LLaDA-8B-Instruct (LLaDA paper Tables 1-2; iLLaDA Table 3, secondary)",
                  (("instruct", "LLaDA-8B-Instruct"),), "instruct", "illada", True,
                  "LLaDA repository: its OpenCompass fork and dataset configs", _llada_instruct(),

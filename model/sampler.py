@@ -33,7 +33,8 @@ REMASKING = ("low_confidence", "random")
 class GenerateOutput:
     """What :func:`generate` returns, one entry per prompt in ``tokens``/``stopped``/``nfe_per_sequence``."""
 
-    tokens: list[list[int]]  # generated tokens only, cut before the first EOS or stop sequence (uncut with keep_text_after_eos)
+    # generated tokens only, cut before the first EOS or stop sequence (uncut with keep_text_after_eos)
+    tokens: list[list[int]]
     nfe: int  # model calls made (a guided call on the doubled batch counts once)
     nfe_per_sequence: list[int]  # model calls each prompt took part in
     stopped: list[bool]  # True where an EOS or a stop sequence ended the output
@@ -268,7 +269,7 @@ def generate(
         cfg_scale: unsupervised classifier-free guidance (prompt replaced by mask tokens in the
             unconditional copy; both copies go through one model call).
         eos_id: end-of-sequence id, or several (e.g. EOS and end-of-turn): outputs are cut before
-            the first one; they also end variable-length decoding.
+            the first one (not with ``keep_text_after_eos``); they also end variable-length decoding.
         variable_length: iLLaDA's mode: the canvas holds only the blocks decoded so far plus the
             current one; a prompt stops once a decoded block holds an EOS or completes a stop
             sequence, or when ``gen_length`` is reached.
