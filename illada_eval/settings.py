@@ -104,8 +104,8 @@ GENERATION: tuple[Setting, ...] = (
     Setting("official_numerics", bool, False,
             "LLaDA's numerics: confidences and guidance in the model's dtype (bfloat16 rounding and its ties)"),
     Setting("keep_text_after_eos", bool, False,
-            "LLaDA's evaluation text: the fixed-length output is not cut at EOS; decoded with special tokens, "
-            "cut at the task's stop strings only, then special tokens dropped (what follows an EOS stays)"),
+            "LLaDA's evaluation text (fixed length, LLaDA's sampler): the output is not cut at EOS but decoded "
+            "with special tokens, cut at the task's stop strings only, then stripped of special tokens"),
     _CFG_SCALE,
     Setting("threshold", float, None, "Fast-dLLM parallel decoding: unmask every token this confident",
             minimum=0),
