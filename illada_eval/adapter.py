@@ -215,6 +215,8 @@ class DiffusionLM(TemplateLM):
         super().__init__()
         settings = parse_settings(settings, model_arg_names(), "model_args")  # before anything loads
         check_dtype(dtype, "model_args")
+        self.scoring = updated(ScoringSettings(), settings, "model_args")
+        self.generation = updated(GenerationSettings(), settings, "model_args")
         self.auto_batch = str(batch_size).startswith("auto")
         self.batch_size = (_positive_int(max_batch_size or AUTO_MAX_BATCH_SIZE, "max_batch_size")
                            if self.auto_batch else _positive_int(batch_size, "batch_size"))
@@ -244,8 +246,6 @@ class DiffusionLM(TemplateLM):
         self._max_length = int(max_length or getattr(config, "max_position_embeddings", 0) or DEFAULT_MAX_LENGTH)
         self.add_bos_token = add_bos_token
         self.seed = int(seed)
-        self.scoring = updated(ScoringSettings(), settings, "model_args")
-        self.generation = updated(GenerationSettings(), settings, "model_args")
         self.task_settings = {name: dict(value) for name, value in (task_settings or {}).items()}
         self._task_scoring: dict[str | None, ScoringSettings] = {}
         self.eos_ids = self._end_token_ids(config)
@@ -604,8 +604,7 @@ class DiffusionLM(TemplateLM):
     def generation_settings_for(self, gen_kwargs: Mapping[str, Any]) -> tuple[GenerationSettings, list[str], int]:
         """The settings, stop strings and token budget of one request's generation_kwargs."""
         kwargs = dict(normalize_gen_kwargs(dict(gen_kwargs), self.generation.gen_length))
-        eos_text = self.tok_decode([self.eot_token_id], skip_special_tokens=False)
-        until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
+        task_until = kwargs.pop("until", None)
         max_gen_toks = int(kwargs.pop("max_gen_toks"))
         do_sample = bool(kwargs.pop("do_sample", False))
         temperature = float(kwargs.pop("temperature", 0.0))
@@ -616,7 +615,11 @@ class DiffusionLM(TemplateLM):
         if ignored:
             self._warn_once(f"ignored:{ignored}", f"generation_kwargs {ignored} have no meaning for diffusion sampling and are ignored")
         overrides = {key: kwargs[key] for key in known if kwargs.get(key) is not None}
-        return updated(self.generation, overrides, "generation_kwargs"), until, max_gen_toks
+        settings = updated(self.generation, overrides, "generation_kwargs")
+        # lm-eval adds the EOS text to the stop strings; LLaDA's evaluation cuts at the task's own only
+        eos_text = self.tok_decode([self.eot_token_id], skip_special_tokens=False)
+        until = handle_stop_sequences(task_until, eos=None if settings.keep_text_after_eos else eos_text)
+        return settings, until, max_gen_toks
 
     def check_generation(self, gen_kwargs: Mapping[str, Any]) -> int:
         """Room left for the prompt under these generation_kwargs; a clear error when none is.
@@ -658,15 +661,28 @@ class DiffusionLM(TemplateLM):
                 remasking=settings.remasking, cfg_scale=settings.cfg_scale, eos_id=self.eos_ids,
                 variable_length=settings.variable_length,
                 logits_eos_inf=settings.logits_eos_inf, confidence_eos_eot_inf=settings.confidence_eos_eot_inf,
-                official_numerics=settings.official_numerics, stop=stops or None, seed=seeds,
+                official_numerics=settings.official_numerics, keep_text_after_eos=settings.keep_text_after_eos,
+                stop=stops or None, seed=seeds,
                 threshold=settings.threshold, pad_id=self.mask_id, kv_cache=settings.kv_cache,
             )
         texts = []
         for tokens in output.tokens:
             tokens = tokens[:max_gen_toks]
-            texts.append((postprocess_generated_text(self.tok_decode(tokens), stop=until, think_end_token=None),
-                          len(tokens)))
+            if settings.keep_text_after_eos:
+                texts.append(self._text_after_eos(tokens, until))
+            else:
+                texts.append((postprocess_generated_text(self.tok_decode(tokens), stop=until, think_end_token=None),
+                              len(tokens)))
         return texts
+
+    def _text_after_eos(self, tokens: list[int], until: list[str]) -> tuple[str, int]:
+        """``(text, its token count)`` as LLaDA's evaluation makes it (eval_llada.py): the output
+        decoded with its special tokens, cut at the stop strings, then encoded and decoded again
+        without special tokens, so what the model wrote after an EOS stays and the EOS goes."""
+        text = postprocess_generated_text(self.tok_decode(tokens, skip_special_tokens=False), stop=until,
+                                          think_end_token=None)
+        text = self.tok_decode(self.tokenizer(text)["input_ids"])
+        return text, len(self.tok_encode(text, add_special_tokens=False))
 
     def _fitting_memory(self, run: Callable[[list], list], items: list) -> list:
         """``run(items)``, one result per item. With ``batch_size="auto"`` an out-of-memory error

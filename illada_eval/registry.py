@@ -219,6 +219,7 @@ class TaskProtocol:
     logits_eos_inf: bool = False  # EOS never proposed
     confidence_eos_eot_inf: bool = False  # EOS / end-of-turn revealed last in their block
     official_numerics: bool = False  # confidences in the model's dtype, as LLaDA's code takes them
+    keep_text_after_eos: bool = False  # text is cut at the stop strings only, as LLaDA's evaluation does
     until: tuple[str, ...] = ()
     extraction: str = ""  # how the answer is read from the output
     alias: str = ""  # lm-eval task_alias
@@ -248,7 +249,7 @@ class TaskProtocol:
         elif self.block_length is not None:  # LLaDA's sampler
             kwargs |= {"block_length": self.block_length, "steps": self.steps, "variable_length": self.variable_length,
                        "logits_eos_inf": self.logits_eos_inf, "confidence_eos_eot_inf": self.confidence_eos_eot_inf,
-                       "official_numerics": self.official_numerics}
+                       "official_numerics": self.official_numerics, "keep_text_after_eos": self.keep_text_after_eos}
         return kwargs | {"do_sample": self.temperature > 0, "temperature": self.temperature}
 
     @property
@@ -365,7 +366,7 @@ def _llada_base() -> tuple[TaskProtocol, ...]:
     elbo = dict(scoring="elbo", mc_num=128, cfg_scale=0.0, source=source)
     # fixed length, one block, one token per step: gen_length = steps = block_length = 1024
     fixed = dict(scoring="generation", gen_length=1024, block_length=1024, steps=1024, variable_length=False,
-                 official_numerics=True, source=source)
+                 official_numerics=True, keep_text_after_eos=True, source=source)
     return (
         TaskProtocol("mmlu", "llada_base_mmlu", Subtasks("mmlu_{subset}", MMLU_SUBJECTS), "mmlu", "test", 5,
                      "lm-eval mmlu (5-shot)", "elbo", "acc,none", source, mc_num=1, cfg_scale=0.0,
@@ -404,7 +405,8 @@ def _llada_instruct() -> tuple[TaskProtocol, ...]:
     """LLaDA-8B-Instruct: OpenCompass (the LLaDA repository's fork), one block per task, one token
     per step, no stop strings (protocols.md; prompts from llada-instruct-prompts.json)."""
     source = "LLaDA repository OpenCompass configs (examples/llada_*.py, configs/models/dllm)"
-    gen = dict(scoring="generation", variable_length=False, official_numerics=True, source=source)
+    gen = dict(scoring="generation", variable_length=False, official_numerics=True, keep_text_after_eos=True,
+               source=source)
     return (
         TaskProtocol("mmlu", "llada_instruct_mmlu",
                      Subtasks("llada_instruct_mmlu_{subset}", MMLU_SUBJECTS, template="mmlu/_mmlu_gen_a484b3_template_yaml",
@@ -550,7 +552,8 @@ PROTOCOLS: dict[str, Protocol] = {
                            "gsm8k": "which lm-eval filter the paper shows (strict-match or flexible-extract)",
                            "mbpp": "the shots: Table 1 says 4, lm-eval's stock mbpp holds 3 exemplars"},
                  notes=("eval_llada.py decodes with special tokens, splits at each stop string, then drops "
-                        "special tokens, so text after an EOS survives; this protocol cuts at EOS.",)),
+                        "special tokens, so text after an EOS survives; so does this protocol "
+                        "(keep_text_after_eos).",)),
         Protocol("llada-instruct", "LLaDA-8B-Instruct (LLaDA paper Tables 1-2; iLLaDA Table 3, secondary)",
                  (("instruct", "LLaDA-8B-Instruct"),), "instruct", "illada", True,
                  "LLaDA repository: its OpenCompass fork and dataset configs", _llada_instruct(),
@@ -558,7 +561,7 @@ PROTOCOLS: dict[str, Protocol] = {
                                     "give 78.6)",
                            "mmlu_redux": "its OpenCompass config (none is bundled)"},
                  notes=("OpenCompass's LLaDA wrapper decodes the whole canvas with skip_special_tokens=True, so "
-                        "text after an EOS is kept; this protocol cuts at EOS.",
+                        "text after an EOS is kept; so does this protocol (keep_text_after_eos, no stop strings).",
                         "MATH in blocks of 64 reproduces Table 3's 42.2; protocols.md's one-block row (512) gives 31.9.")),
         Protocol("dream-base", "Dream-7B-Base (iLLaDA paper Table 2)", (("base", "Dream-7B-Base"),), "base",
                  "illada", False, "Dream repository eval scripts (lm-eval, Dream's own sampler and estimator)",

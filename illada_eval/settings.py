@@ -103,6 +103,9 @@ GENERATION: tuple[Setting, ...] = (
             "LLaDA's confidence_eos_eot_inf: EOS and end-of-turn are revealed last in their block"),
     Setting("official_numerics", bool, False,
             "LLaDA's numerics: confidences and guidance in the model's dtype (bfloat16 rounding and its ties)"),
+    Setting("keep_text_after_eos", bool, False,
+            "LLaDA's evaluation text (fixed length, LLaDA's sampler): the output is not cut at EOS but decoded "
+            "with special tokens, cut at the task's stop strings only, then stripped of special tokens"),
     _CFG_SCALE,
     Setting("threshold", float, None, "Fast-dLLM parallel decoding: unmask every token this confident",
             minimum=0),
@@ -183,10 +186,18 @@ class GenerationSettings(_GenerationBase):  # type: ignore[misc, valid-type]
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.remasking in DREAM_ALGS and (self.kv_cache or self.threshold is not None or self.cfg_scale > 0):
+        if self.remasking in DREAM_ALGS and (self.kv_cache or self.threshold is not None or self.cfg_scale > 0
+                                             or self.keep_text_after_eos):
             raise ValueError(
-                f"remasking={self.remasking!r} is Dream's sampler, which has no kv_cache, threshold or "
-                "cfg_scale: leave them unset, or pick LLaDA's sampler (low_confidence / random)"
+                f"remasking={self.remasking!r} is Dream's sampler, which has no kv_cache, threshold, "
+                "cfg_scale or keep_text_after_eos (Dream's harness cuts at the first EOS): leave them unset, "
+                "or pick LLaDA's sampler (low_confidence / random)"
+            )
+        if self.keep_text_after_eos and self.variable_length:
+            raise ValueError(
+                "keep_text_after_eos keeps what the model writes after an EOS, but variable_length stops "
+                "decoding at the first EOS: set variable_length=false (LLaDA's fixed-length canvas) or "
+                "keep_text_after_eos=false"
             )
 
     def plan(self, max_gen_toks: int) -> tuple[int, int, int]:

@@ -33,7 +33,8 @@ REMASKING = ("low_confidence", "random")
 class GenerateOutput:
     """What :func:`generate` returns, one entry per prompt in ``tokens``/``stopped``/``nfe_per_sequence``."""
 
-    tokens: list[list[int]]  # generated tokens only, cut before the first EOS or stop sequence
+    # generated tokens only, cut before the first EOS or stop sequence (uncut with keep_text_after_eos)
+    tokens: list[list[int]]
     nfe: int  # model calls made (a guided call on the doubled batch counts once)
     nfe_per_sequence: list[int]  # model calls each prompt took part in
     stopped: list[bool]  # True where an EOS or a stop sequence ended the output
@@ -63,6 +64,15 @@ def _first_stop(
             if tokens[index : index + len(stop)] == stop:
                 return index
     return None
+
+
+def _ended(
+    tokens: list[int], ends: tuple[int, ...], stops: list[list[int]], start: int, uncut: bool
+) -> tuple[list[int], bool]:
+    """The output in ``tokens`` and whether an end token or a stop sequence (searched from
+    ``start``) ended it; ``uncut`` keeps what follows (the caller cuts the text instead)."""
+    cut = _first_stop(tokens, ends, stops, start)
+    return (tokens if uncut or cut is None else tokens[:cut]), cut is not None
 
 
 class _Rows:
@@ -235,6 +245,7 @@ def generate(
     logits_eos_inf: bool = False,
     confidence_eos_eot_inf: bool = False,
     official_numerics: bool = False,
+    keep_text_after_eos: bool = False,
     stop: Sequence[Sequence[int]] | None = None,
     seed: int | Sequence[int] = 0,
     threshold: float | None = None,
@@ -258,7 +269,7 @@ def generate(
         cfg_scale: unsupervised classifier-free guidance (prompt replaced by mask tokens in the
             unconditional copy; both copies go through one model call).
         eos_id: end-of-sequence id, or several (e.g. EOS and end-of-turn): outputs are cut before
-            the first one; they also end variable-length decoding.
+            the first one (not with ``keep_text_after_eos``); they also end variable-length decoding.
         variable_length: iLLaDA's mode: the canvas holds only the blocks decoded so far plus the
             current one; a prompt stops once a decoded block holds an EOS or completes a stop
             sequence, or when ``gen_length`` is reached.
@@ -269,6 +280,10 @@ def generate(
             0 (revealed last in its block, ties by position) and the others' softmax leaves them out.
         official_numerics: confidences (and guidance) in the model's dtype, as LLaDA's code takes
             them, instead of float32/float64; matters for bfloat16 models.
+        keep_text_after_eos: LLaDA's evaluation (fixed length only): an EOS neither ends an output
+            nor its decoding, and outputs are not cut: each is the whole canvas, or, where a stop
+            sequence ended decoding early (``stop_early``), the canvas up to the end of that block,
+            so the caller can cut the decoded text at its stop strings as LLaDA's code does.
         stop: stop sequences as token-id lists; outputs are cut before the first occurrence.
         seed: one int (prompt ``i`` uses a seed derived from ``(seed, i)``) or one seed per prompt
             (lets a caller keep results independent of how it splits its requests).
@@ -293,8 +308,9 @@ def generate(
     stops = [list(s) for s in (stop or [])]
     num_blocks = _check_generate_args(
         gen_length, block_length, steps, temperature, remasking, threshold, stops,
-        eos_ids, variable_length, logits_eos_inf or confidence_eos_eot_inf,
+        eos_ids, variable_length, logits_eos_inf or confidence_eos_eot_inf, keep_text_after_eos,
     )
+    ends = () if keep_text_after_eos else eos_ids  # the tokens that end an output
     cache = BlockKVCache(kv_cache) if kv_cache is not None else None
     seeds = prompt_seeds(seed, len(prompts))
     if not prompts:
@@ -347,9 +363,9 @@ def generate(
             still_masked[active] &= ~transfer
             step += 1
 
-        if (variable_length or stop_early) and (eos_ids or stops):
+        if (variable_length or stop_early) and (ends or stops):
             _finish_stopped_rows(
-                rows, outputs, stopped, eos_ids, stops,
+                rows, outputs, stopped, ends, stops, keep_text_after_eos,
                 search_from=max(0, block * block_length - max_stop + 1),
                 end=(block + 1) * block_length,
             )
@@ -358,9 +374,7 @@ def generate(
 
     for i, original in enumerate(rows.index):
         generated = rows.canvas[i, rows.prompt_width :].tolist()
-        cut = _first_stop(generated, eos_ids, stops, 0)
-        outputs[original] = generated if cut is None else generated[:cut]
-        stopped[original] = cut is not None
+        outputs[original], stopped[original] = _ended(generated, ends, stops, 0, keep_text_after_eos)
     return GenerateOutput(
         tokens=[list(o) for o in outputs], nfe=nfe, nfe_per_sequence=rows.nfe, stopped=stopped
     )
@@ -391,15 +405,14 @@ def _block_logits(
     return apply_guidance(logits, cfg_scale) if cfg_scale > 0 else logits
 
 
-def _finish_stopped_rows(rows, outputs, stopped, eos_ids, stops, *, search_from, end) -> None:
-    """Record and drop rows whose decoded blocks hold an EOS or a whole stop sequence."""
+def _finish_stopped_rows(rows, outputs, stopped, ends, stops, uncut, *, search_from, end) -> None:
+    """Record and drop rows whose decoded blocks hold an end token or a whole stop sequence."""
     keep = []
     for i, original in enumerate(rows.index):
         generated = rows.canvas[i, rows.prompt_width : rows.prompt_width + end].tolist()
-        cut = _first_stop(generated, eos_ids, stops, search_from)
-        if cut is not None:
-            outputs[original] = generated[:cut]
-            stopped[original] = True
+        output, ended = _ended(generated, ends, stops, search_from, uncut)
+        if ended:
+            outputs[original], stopped[original] = output, True
         keep.append(outputs[original] is None)
     if not all(keep):
         rows.keep(keep)
@@ -407,7 +420,7 @@ def _finish_stopped_rows(rows, outputs, stopped, eos_ids, stops, *, search_from,
 
 def _check_generate_args(
     gen_length, block_length, steps, temperature, remasking, threshold, stops,
-    eos_ids, variable_length, eos_options,
+    eos_ids, variable_length, eos_options, keep_text_after_eos,
 ) -> int:
     if gen_length < 1 or block_length < 1 or gen_length % block_length:
         raise ValueError(
@@ -431,4 +444,6 @@ def _check_generate_args(
         raise ValueError("variable_length needs eos_id or stop sequences to know when to stop")
     if eos_options and not eos_ids:
         raise ValueError("logits_eos_inf and confidence_eos_eot_inf need eos_id")
+    if keep_text_after_eos and variable_length:
+        raise ValueError("keep_text_after_eos needs fixed length: variable_length stops decoding at the first EOS")
     return num_blocks

@@ -195,6 +195,9 @@ def test_bad_requests_and_settings_give_clear_errors(tokenizer):
         toy_lm(tokenizer, task_settings={"odd": {"scoring": "nope"}}).scoring_for("odd")
     with pytest.raises(FileNotFoundError, match="no/such/checkpoint"):
         DiffusionLM(pretrained="./no/such/checkpoint")
+    # settings that do not go together fail before the checkpoint is looked for
+    with pytest.raises(ValueError, match="model_args: keep_text_after_eos .* set variable_length=false"):
+        DiffusionLM(pretrained="./no/such/checkpoint", keep_text_after_eos=True)
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")

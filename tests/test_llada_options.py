@@ -1,14 +1,22 @@
 """LLaDA's sampler options, against a plain transcription of LLaDA's generate: EOS never
 proposed (``logits_eos_inf``), EOS / end-of-turn with confidence 0 (``confidence_eos_eot_inf``)
-and confidences in the model's own dtype (``official_numerics``), ties included."""
+and confidences in the model's own dtype (``official_numerics``), ties included; and LLaDA's
+evaluation text (``keep_text_after_eos``) against a transcription of eval_llada.py's."""
 from __future__ import annotations
 
+import json
+
+import lm_eval
 import pytest
 import torch
+from lm_eval.api.instance import Instance
+from lm_eval.tasks import TaskManager
 
+from illada_eval.adapter import DiffusionLM
 from illada_eval.model import generate
 from illada_eval.model.sampler import transfer_schedule
 
+from lm_eval_fixtures import EOS_ID, CopyToy, char_tokenizer, one_torch_thread  # noqa: F401  (fixture)
 from tiny import tiny_model
 from toy_models import TableToy
 
@@ -121,3 +129,88 @@ def test_official_numerics_in_bfloat16_follow_llada_on_a_tiny_network():
         plain = generate(model, [prompt], mask_id=mask, stop_early=False, **settings)
         differ += plain.tokens != [expected]
     assert differ > 0, "float64 confidences gave LLaDA's bf16 tokens on every prompt: the test shows nothing"
+
+
+def eval_llada_text(tokenizer, generated: list[int], until: list[str]) -> str:
+    """The text eval_llada.py's generate_until makes of a generated canvas, written out: decoded
+    with special tokens, cut at each stop string of the task's until, then encoded and decoded
+    again without special tokens."""
+    text = tokenizer.decode(generated, skip_special_tokens=False)
+    for stop in until:
+        if stop in text:
+            text = text.split(stop)[0]
+    ids = tokenizer(text)["input_ids"]
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+GEN_LENGTH = 16
+# what CopyToy writes (the characters between "#" and "=", then EOS to the end of the canvas), the
+# task's until, the text LLaDA's evaluation makes of it and the text our default makes
+AFTER_EOS = [
+    ("12<eos>34\n56", ["\n"], "1234", "12"),  # a stop string after the EOS
+    ("1\n2<eos>34", ["\n"], "1", "1"),  # a stop string before it
+    ("12<eos>34<eot>56", ["<eot>"], "1234", "12"),  # the end-of-turn text as a stop string
+    ("12<eos>34<eos>5", [], "12345", "12"),  # no stop string (LLaDA-Instruct's OpenCompass)
+]
+
+
+def canvas_of(tokenizer, source: str) -> list[int]:
+    written = tokenizer.encode(source)
+    return written + [EOS_ID] * (GEN_LENGTH - len(written))
+
+
+@pytest.mark.parametrize("block_length", [4, GEN_LENGTH])
+@pytest.mark.parametrize(("source", "until", "llada", "cut"), AFTER_EOS)
+def test_text_after_eos_is_eval_lladas_and_the_default_cuts_at_the_first_eos(source, until, llada, cut, block_length):
+    tokenizer = char_tokenizer()
+    assert eval_llada_text(tokenizer, canvas_of(tokenizer, source), until) == llada
+    if not until:  # OpenCompass decodes the whole canvas without special tokens: the same text
+        assert tokenizer.decode(canvas_of(tokenizer, source), skip_special_tokens=True) == llada
+
+    gen_kwargs = dict(until=until, max_gen_toks=GEN_LENGTH, block_length=block_length, steps=GEN_LENGTH,
+                      variable_length=False)
+    lm = DiffusionLM(pretrained=CopyToy(tokenizer), tokenizer=tokenizer)
+    assert lm.eos_ids == [EOS_ID, tokenizer.convert_tokens_to_ids("<eot>")]
+
+    def text(**settings):
+        request = Instance("generate_until", doc={}, arguments=(f"copy #{source}=", gen_kwargs | settings), idx=0)
+        return lm.generate_until([request])[0]
+
+    assert text(keep_text_after_eos=True) == llada
+    # the speed figures count the tokens of the text the task receives
+    assert lm.speed_stats()["generate_until"]["generated_tokens"] == len(tokenizer.encode(llada))
+    assert text() == cut
+
+
+def test_text_after_eos_through_lm_eval_with_the_tasks_until(tmp_path):
+    """A task's generation_kwargs select the setting; lm-eval passes the task's until."""
+    tokenizer = char_tokenizer()
+    docs = [{"question": f"copy #{source}", "answer": llada} for source, _, llada, _ in AFTER_EOS[:2]]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    task = {
+        "task": "toy_after_eos", "dataset_path": "json", "test_split": "train", "num_fewshot": 0,
+        "dataset_kwargs": {"data_files": str(tmp_path / "docs.jsonl")},
+        "output_type": "generate_until", "doc_to_text": "{{question}}=", "doc_to_target": "{{answer}}",
+        "generation_kwargs": {"until": ["\n"], "max_gen_toks": GEN_LENGTH, "block_length": 4, "steps": GEN_LENGTH,
+                              "variable_length": False, "keep_text_after_eos": True, "do_sample": False},
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1.0},
+    }
+    (tmp_path / "toy_after_eos.yaml").write_text(json.dumps(task))
+
+    def run(**overrides):
+        results = lm_eval.simple_evaluate(
+            model=DiffusionLM(pretrained=CopyToy(tokenizer), tokenizer=tokenizer), tasks=["toy_after_eos"],
+            task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False), log_samples=True,
+            bootstrap_iters=0, gen_kwargs=overrides or None)
+        return results["results"]["toy_after_eos"]["exact_match,none"], results["samples"]["toy_after_eos"]
+
+    score, samples = run()
+    for sample in samples:
+        context, gen_kwargs = sample["arguments"][0]
+        assert gen_kwargs["until"] == ["\n"]  # the task's own, no EOS text added
+        source = context.removeprefix("copy #").removesuffix("=")
+        assert sample["resps"][0][0] == eval_llada_text(tokenizer, canvas_of(tokenizer, source), gen_kwargs["until"])
+    assert score == 1.0
+    score, samples = run(keep_text_after_eos=False)
+    assert [s["resps"][0][0] for s in samples] == [cut for _, _, _, cut in AFTER_EOS[:2]] and score == 0.5

@@ -9,6 +9,9 @@ import pytest
 from illada_eval import presets, protocol_card, task_files
 from illada_eval.cli import main as cli_main
 from illada_eval.registry import DATASETS, PROTOCOLS, get_protocol
+from illada_eval.settings import GENERATION, GenerationSettings
+
+GENERATION_NAMES = {setting.name for setting in GENERATION}
 
 # (benchmark, dataset, shots, scoring, mc_num, cfg, (gen_length, block, steps, variable) or None, metric)
 # transcribed from the sources (protocols.md, models-and-methods.md §5), not from the registry
@@ -67,6 +70,30 @@ def test_protocol_settings_are_those_of_its_sources(name):
             assert kwargs["official_numerics"] is name.startswith("llada"), where
         if metric is not None:
             assert task.metric == metric, where
+
+
+# whether each column's own code keeps the text a model writes after an EOS (protocols.md, dream.md):
+# LLaDA's eval_llada.py and its OpenCompass wrapper do; Dream's harness cuts at the first EOS; the
+# iLLaDA columns (and Qwen's, under iLLaDA's tasks) stop at it
+TEXT_AFTER_EOS = {"illada-base": False, "illada-instruct": False, "llada-base": True, "llada-instruct": True,
+                  "dream-base": False, "dream-instruct": False, "qwen2.5-base": False, "qwen2.5-instruct": False}
+
+
+def test_every_protocol_says_what_happens_to_text_after_an_eos():
+    assert set(TEXT_AFTER_EOS) == set(PROTOCOLS)
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_AFTER_EOS))
+def test_text_after_eos_is_kept_where_the_columns_own_code_keeps_it(name):
+    generation = [task for task in get_protocol(name).tasks if task.scoring == "generation"]
+    assert generation, name
+    for task in generation:
+        kwargs = task.generation_kwargs
+        assert kwargs.get("keep_text_after_eos", False) is TEXT_AFTER_EOS[name], f"{name} / {task.benchmark}"
+        # the adapter accepts the combination (keeping text after an EOS needs the fixed-length canvas)
+        GenerationSettings(**{key: value for key, value in kwargs.items() if key in GENERATION_NAMES})
+    card = protocol_card.card_rows(get_protocol(name))
+    assert {row["keep_text_after_eos"] for row in card if row["scoring"] == "generation"} == {TEXT_AFTER_EOS[name]}
 
 
 # Dream's scripts (dream.md): (benchmark, shots, scoring, mc_num, (max_new_tokens, temperature) or None)

@@ -187,6 +187,22 @@ def test_stop_sequence_across_blocks_ends_generation():
     assert out.tokens == [[2, 3, 4, 5, 6, 7]] and out.nfe == 12 and out.stopped == [True]
 
 
+def test_keep_text_after_eos_returns_the_canvas_uncut_and_stops_early_only_at_stop_sequences():
+    # content, EOS, content, the stop sequence [7, 8] in block 2 (offsets 8-9), content
+    targets = [2, 3, EOS, 4, 5, 6, EOS, 3, 7, 8, 2, 3, 4, 5, 6, 2]
+    settings = dict(mask_id=MASK, gen_length=16, block_length=4, steps=16, eos_id=EOS)
+    model = _scripted(targets, [2.0] * 16, prompt_length=1)
+    cut = generate(model, [[1]], **settings, stop=[[7, 8]])
+    assert cut.tokens == [[2, 3]] and cut.nfe == 4  # the default: the first EOS ends it all
+    kept = generate(model, [[1]], **settings, stop=[[7, 8]], keep_text_after_eos=True)
+    assert kept.tokens == [targets[:12]] and kept.stopped == [True]  # up to the block holding the stop
+    assert kept.nfe == 12  # the block after it is never decoded
+    whole = generate(model, [[1]], **settings, keep_text_after_eos=True)
+    assert whole.tokens == [targets] and whole.stopped == [False] and whole.nfe == 16
+    with pytest.raises(ValueError, match="keep_text_after_eos needs fixed length"):
+        generate(model, [[1]], **settings, keep_text_after_eos=True, variable_length=True)
+
+
 def test_eos_with_zero_confidence_is_revealed_last_in_its_block():
     targets = [3, EOS, 4, 5]
     strengths = [1.0, 6.0, 2.0, 1.5]  # EOS is the most confident proposal

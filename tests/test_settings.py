@@ -47,6 +47,15 @@ def test_dream_algs_are_dreams_samplers():
         S.GenerationSettings(remasking="entropy", kv_cache="dual")
 
 
+def test_keep_text_after_eos_needs_fixed_length_and_llada_sampler():
+    made = S.GenerationSettings(keep_text_after_eos="true", variable_length="false")
+    assert (made.keep_text_after_eos, made.variable_length) == (True, False)
+    with pytest.raises(ValueError, match="variable_length stops decoding at the first EOS: set variable_length=false"):
+        S.GenerationSettings(keep_text_after_eos=True)  # variable length is the default
+    with pytest.raises(ValueError, match="Dream's sampler, which has no .*keep_text_after_eos"):
+        S.GenerationSettings(remasking="entropy", keep_text_after_eos=True, variable_length=False)
+
+
 def test_diffusion_generation_keys_are_the_sampler_settings_lm_eval_does_not_know():
     assert set(S.DIFFUSION_GENERATION_KEYS) == {s.name for s in S.GENERATION} - {"gen_length", "temperature"}
 
