@@ -15,11 +15,11 @@ from illada_eval.registry import DATASETS, PROTOCOLS, Protocol, TaskProtocol, ge
 
 FIELDS = ("task", "benchmark", "source", "dataset", "split", "num_fewshot", "prompt", "scoring", "mc_num",
           "cfg_scale", "gen_length", "block_length", "steps", "variable_length", "logits_eos_inf",
-          "confidence_eos_eot_inf", "official_numerics", "stop", "extraction", "metric")
+          "confidence_eos_eot_inf", "official_numerics", "greedy", "stop", "extraction", "metric")
 # the table form leaves out the long text columns (the JSON and the docs have them)
 TABLE_FIELDS = ("task", "benchmark", "dataset", "split", "num_fewshot", "scoring", "mc_num", "cfg_scale",
                 "gen_length", "block_length", "steps", "variable_length", "logits_eos_inf", "confidence_eos_eot_inf",
-                "metric")
+                "official_numerics", "greedy", "metric")
 
 
 def card_rows(protocol: Protocol) -> list[dict]:
@@ -49,6 +49,7 @@ def row(protocol: Protocol, entry: TaskProtocol) -> dict:
         "logits_eos_inf": entry.logits_eos_inf,
         "confidence_eos_eot_inf": entry.confidence_eos_eot_inf,
         "official_numerics": entry.official_numerics,
+        "greedy": entry.greedy,
         "stop": list(entry.until),
         "extraction": entry.extraction,
         "metric": entry.metric,
