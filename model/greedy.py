@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ._logits import LogitsModel, model_device, selected_logits
-from .likelihood import TokenLists, _Pairs, _sort_longest_first
+from .likelihood import TokenLists, _attention_mask, _chunks_longest_first, _Pairs
 
 
 @torch.inference_mode()
@@ -49,8 +49,7 @@ def llada_is_greedy(
     pairs = _Pairs.build(prompts, continuations, mask_id if pad_id is None else pad_id)
     device = model_device(model)
     flags = torch.ones(len(pairs.ids), dtype=torch.bool)
-    pairs_per_call = max(1, batch_size // 2 if cfg_scale > 0 else batch_size)
-    for chunk in _sort_longest_first(pairs).split(pairs_per_call):
+    for chunk in _chunks_longest_first(pairs, batch_size, cfg_scale):
         flags[chunk] = _decode_greedily(
             model, pairs, chunk, device, mask_id=mask_id, cfg_scale=cfg_scale, model_dtype=official_numerics
         )
@@ -77,8 +76,7 @@ def _decode_greedily(
         if not len(rows):
             break
         width = int(totals[rows].max())
-        attention = (torch.arange(width)[None, :] < totals[rows, None]).long()
-        attention = None if bool(attention.all()) else attention.to(device)
+        attention = _attention_mask(totals[rows], width, device)
         on_device = rows.to(device)
         current = canvas[on_device, :width]
         # still masked = holding the mask token, as in LLaDA's code (a proposed mask token stays one)

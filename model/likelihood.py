@@ -121,17 +121,25 @@ class _Pairs:
         prompt_len = self.prompt_lengths[rows][:, None]
         in_prompt = positions < prompt_len
         in_continuation = (positions >= prompt_len) & (positions < total[:, None])
-        attention = (positions < total[:, None]).long()
-        attention = None if bool(attention.all()) else attention.to(device)
         ids = self.ids[rows, :width]
+        attention = _attention_mask(total, width, device)
         return ids.to(device), attention, in_prompt.to(device), in_continuation.to(device)
 
 
-def _sort_longest_first(pairs: _Pairs) -> torch.Tensor:
-    # Longest continuations first so finished rows form a tail; then longest sequences, to
-    # keep padding low within a call.
+def _attention_mask(totals: torch.Tensor, width: int, device: torch.device) -> torch.Tensor | None:
+    """Right padding's attention mask: row ``i`` attends to its first ``totals[i]`` of ``width``
+    columns; None when nothing is padded."""
+    attention = (torch.arange(width)[None, :] < totals[:, None]).long()
+    return None if bool(attention.all()) else attention.to(device)
+
+
+def _chunks_longest_first(pairs: _Pairs, batch_size: int, cfg_scale: float) -> tuple[torch.Tensor, ...]:
+    """Pair indices in chunks of one model call each (a guided pair is two sequences): longest
+    continuations first, so a chunk's finished pairs form a tail; then longest sequences, to keep
+    padding low within a call."""
     key = pairs.continuation_lengths * (pairs.ids.shape[1] + 1) + pairs.total_lengths
-    return torch.argsort(key, descending=True, stable=True)
+    pairs_per_call = max(1, batch_size // 2 if cfg_scale > 0 else batch_size)
+    return torch.argsort(key, descending=True, stable=True).split(pairs_per_call)
 
 
 def _masked_logprob_sums(
@@ -280,8 +288,7 @@ def confidence_score(
     device = model_device(model)
     scores = torch.zeros(len(pairs.ids), dtype=torch.float64)
     greedy = torch.ones(len(pairs.ids), dtype=torch.bool)
-    pairs_per_call = max(1, batch_size // 2 if cfg_scale > 0 else batch_size)
-    for chunk in _sort_longest_first(pairs).split(pairs_per_call):
+    for chunk in _chunks_longest_first(pairs, batch_size, cfg_scale):
         chunk_scores, chunk_greedy = _reveal_by_confidence(
             model, pairs, chunk, device, mask_id=mask_id, cfg_scale=cfg_scale
         )
@@ -312,8 +319,7 @@ def _reveal_by_confidence(
         active = int((lengths > step).sum())  # finished pairs form the tail
         width = int(totals[:active].max())
         rows = torch.arange(active, device=device)
-        attention = (torch.arange(width)[None, :] < totals[:active, None]).long()
-        attention = None if bool(attention.all()) else attention.to(device)
+        attention = _attention_mask(totals[:active], width, device)
         current, select = canvas[:active, :width], still_masked[:active, :width]
         uncond = current.masked_fill(in_prompt[:active, :width], mask_id) if cfg_scale > 0 else None
         logits = selected_logits(
