@@ -88,11 +88,12 @@ def _decode_greedily(
         proposals = logits.argmax(dim=-1)
         confidence = torch.softmax(logits.float(), dim=-1).gather(1, proposals[:, None])[:, 0]
         counts = select.sum(dim=1).tolist()
-        for row, (row_confidence, row_proposals, row_select) in enumerate(
-            zip(confidence.split(counts), proposals.split(counts), select)
+        columns = select.nonzero()[:, 1]  # row-major, as the logits
+        for row, (row_confidence, row_proposals, row_columns) in enumerate(
+            zip(confidence.split(counts), proposals.split(counts), columns.split(counts))
         ):
             best = torch.sort(row_confidence, descending=True).indices[0]
-            current[row, row_select.nonzero()[best, 0]] = row_proposals[best]
+            current[row, row_columns[best]] = row_proposals[best]
         canvas[on_device, :width] = current
         written = in_continuation[on_device, :width] & (current != mask_id)
         wrong[rows] = (written & (current != ids[on_device, :width])).any(dim=1).cpu()
