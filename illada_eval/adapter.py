@@ -6,7 +6,7 @@ calls of the diffusion API in ``illada_eval.model``:
 
 - ``loglikelihood``: iLLaDA's confidence score, LLaDA's Monte Carlo ELBO (exact in one pass for
   a one-token continuation) or Dream's Monte Carlo estimator (``scoring=dream``), with
-  lm-eval's greedy flag, many documents per model call;
+  lm-eval's greedy flag (our reveal rule or LLaDA's, ``greedy_rule``), many documents per model call;
 - ``loglikelihood_rolling``: the ELBO of each of lm-eval's rolling windows, summed;
 - ``generate_until``: LLaDA's sampler (blocks, low-confidence remasking), variable length; or
   Dream's sampler when ``remasking`` is one of its ``alg`` orders.
@@ -50,6 +50,7 @@ from illada_eval.model import (
     confidence_score,
     elbo_loglikelihood,
     generate,
+    llada_is_greedy,
     load_model,
     model_device,
     network_output,
@@ -499,26 +500,31 @@ class DiffusionLM(TemplateLM):
                      settings: ScoringSettings) -> list[tuple[float, bool]]:
         common = dict(mask_id=self.mask_id, cfg_scale=settings.cfg_scale, batch_size=self.batch_size,
                       pad_id=self.mask_id)
-        if settings.scoring == "confidence" or settings.greedy:
+        greedy = [False] * len(contexts)
+        if settings.scoring == "confidence" or (settings.greedy and settings.greedy_rule == "reveal"):
+            # the reveal rule's flag comes with the confidence score
             confident = confidence_score(self._model, contexts, continuations, return_greedy=True, **common)
-            if settings.scoring == "confidence":
-                return [(float(score), bool(greedy)) for score, greedy in confident]
-            greedy_flags = [bool(greedy) for _, greedy in confident]
-        else:
-            greedy_flags = [False] * len(contexts)
-        if settings.scoring == "dream":
+            if settings.greedy and settings.greedy_rule == "reveal":
+                greedy = [flag for _, flag in confident]
+        if settings.greedy and settings.greedy_rule == "llada":
+            greedy = llada_is_greedy(self._model, contexts, continuations,
+                                     official_numerics=settings.official_numerics, **common)
+        if settings.scoring == "confidence":
+            scores = [score for score, _ in confident]
+        elif settings.scoring == "dream":
             # Dream's harness appends the tokenizer's EOS to the continuation
             scores = dream_loglikelihood(
                 self._model, contexts, continuations, mask_id=self.mask_id, eos_id=self.eot_token_id,
                 mc_num=settings.mc_num, mc_batch_size=min(settings.mc_batch_size, settings.mc_num),
                 seed=self.seed, batch_size=self.batch_size, pad_id=self.mask_id,
             )
-            return [(float(score), greedy) for score, greedy in zip(scores, greedy_flags, strict=True)]
-        scores = elbo_loglikelihood(
-            self._model, contexts, continuations, mc_num=settings.mc_num,
-            mc_batch_size=min(settings.mc_batch_size, settings.mc_num), seed=self.seed, **common,
-        )
-        return [(float(score), greedy) for score, greedy in zip(scores, greedy_flags, strict=True)]
+        else:
+            scores = elbo_loglikelihood(
+                self._model, contexts, continuations, mc_num=settings.mc_num,
+                mc_batch_size=min(settings.mc_batch_size, settings.mc_num), seed=self.seed,
+                official_numerics=settings.official_numerics, **common,
+            )
+        return [(float(score), bool(flag)) for score, flag in zip(scores, greedy, strict=True)]
 
     # ------------------------------------------------------------------ rolling loglikelihood
 
@@ -547,7 +553,7 @@ class DiffusionLM(TemplateLM):
                         self._model, [w[0] for w in part], [w[1] for w in part], mask_id=self.mask_id,
                         mc_num=settings.mc_num, mc_batch_size=min(settings.mc_batch_size, settings.mc_num),
                         cfg_scale=settings.cfg_scale, seed=self.seed, batch_size=self.batch_size,
-                        pad_id=self.mask_id,
+                        pad_id=self.mask_id, official_numerics=settings.official_numerics,
                     ),
                     windows,
                 )))

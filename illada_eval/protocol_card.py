@@ -15,11 +15,11 @@ from illada_eval.registry import DATASETS, PROTOCOLS, Protocol, TaskProtocol, ge
 
 FIELDS = ("task", "benchmark", "source", "dataset", "split", "num_fewshot", "prompt", "scoring", "mc_num",
           "cfg_scale", "gen_length", "block_length", "steps", "variable_length", "logits_eos_inf",
-          "confidence_eos_eot_inf", "official_numerics", "keep_text_after_eos", "stop", "extraction", "metric")
+          "confidence_eos_eot_inf", "official_numerics", "keep_text_after_eos", "greedy", "stop", "extraction", "metric")
 # the table form leaves out the long text columns (the JSON and the docs have them)
 TABLE_FIELDS = ("task", "benchmark", "dataset", "split", "num_fewshot", "scoring", "mc_num", "cfg_scale",
                 "gen_length", "block_length", "steps", "variable_length", "logits_eos_inf", "confidence_eos_eot_inf",
-                "keep_text_after_eos", "metric")
+                "official_numerics", "keep_text_after_eos", "greedy", "metric")
 
 
 def card_rows(protocol: Protocol) -> list[dict]:
@@ -50,6 +50,7 @@ def row(protocol: Protocol, entry: TaskProtocol) -> dict:
         "confidence_eos_eot_inf": entry.confidence_eos_eot_inf,
         "official_numerics": entry.official_numerics,
         "keep_text_after_eos": entry.keep_text_after_eos,
+        "greedy": entry.greedy,
         "stop": list(entry.until),
         "extraction": entry.extraction,
         "metric": entry.metric,

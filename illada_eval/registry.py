@@ -218,8 +218,10 @@ class TaskProtocol:
     variable_length: bool | None = None
     logits_eos_inf: bool = False  # EOS never proposed
     confidence_eos_eot_inf: bool = False  # EOS / end-of-turn revealed last in their block
-    official_numerics: bool = False  # confidences in the model's dtype, as LLaDA's code takes them
+    # confidences (generation) or log-probabilities (ELBO) in the model's dtype, as LLaDA's code takes them
+    official_numerics: bool = False
     keep_text_after_eos: bool = False  # text is cut at the stop strings only, as LLaDA's evaluation does
+    greedy: bool | None = None  # compute lm-eval's is_greedy (None: where a loglikelihood task reads it)
     until: tuple[str, ...] = ()
     extraction: str = ""  # how the answer is read from the output
     alias: str = ""  # lm-eval task_alias
@@ -257,7 +259,8 @@ class TaskProtocol:
         """The adapter's likelihood settings (task metadata ``illada``) of a likelihood task."""
         if self.scoring == "generation":
             return {}
-        settings = {"scoring": self.scoring, "mc_num": self.mc_num, "cfg_scale": self.cfg_scale}
+        settings = {"scoring": self.scoring, "mc_num": self.mc_num, "cfg_scale": self.cfg_scale, "greedy": self.greedy,
+                    "official_numerics": (self.scoring == "elbo" and self.official_numerics) or None}
         return {key: value for key, value in settings.items() if value is not None}
 
 
@@ -363,14 +366,15 @@ def _illada_instruct() -> tuple[TaskProtocol, ...]:
 def _llada_base() -> tuple[TaskProtocol, ...]:
     """LLaDA-8B-Base: lm-eval 0.4.8 through eval_llada.py (protocols.md)."""
     source = "LLaDA repository eval_llada_lm_eval.sh / EVAL.md; LLaDA paper Table 1"
-    elbo = dict(scoring="elbo", mc_num=128, cfg_scale=0.0, source=source)
+    # eval_llada.py: cross-entropy in the model's dtype, is_check_greedy=False
+    elbo = dict(scoring="elbo", mc_num=128, cfg_scale=0.0, official_numerics=True, greedy=False, source=source)
     # fixed length, one block, one token per step: gen_length = steps = block_length = 1024
     fixed = dict(scoring="generation", gen_length=1024, block_length=1024, steps=1024, variable_length=False,
                  official_numerics=True, keep_text_after_eos=True, source=source)
     return (
         TaskProtocol("mmlu", "llada_base_mmlu", Subtasks("mmlu_{subset}", MMLU_SUBJECTS), "mmlu", "test", 5,
-                     "lm-eval mmlu (5-shot)", "elbo", "acc,none", source, mc_num=1, cfg_scale=0.0,
-                     alias="MMLU (LLaDA base, 5-shot)"),
+                     "lm-eval mmlu (5-shot)", metric="acc,none", alias="MMLU (LLaDA base, 5-shot)",
+                     **elbo | {"mc_num": 1}),
         TaskProtocol("bbh", "llada_base_bbh", Subtasks("bbh_cot_fewshot_{subset}", BBH_SUBSETS), "bbh", "test", 3,
                      "lm-eval bbh (bbh_cot_fewshot, 3-shot)", metric="exact_match,get-answer",
                      until=("</s>", "Q", "\n\n"), extraction="lm-eval get-answer", alias="BBH (LLaDA base, 1024 fixed)",

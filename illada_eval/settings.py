@@ -73,7 +73,13 @@ def _convert(value: Any, kind: type) -> Any:
 
 # Dream's reveal orders, as illada_eval.model.dream_sampler.DREAM_ALGS (a test keeps them equal)
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
+# settings that both loglikelihood and generate_until read (one entry in --help)
 _CFG_SCALE = Setting("cfg_scale", float, 0.0, "unsupervised classifier-free guidance scale", minimum=0)
+_OFFICIAL_NUMERICS = Setting(
+    "official_numerics", bool, False,
+    "LLaDA's numerics, in the model's dtype as its code takes them (bfloat16 rounding and its ties): the "
+    "sampler's confidences and guidance, the ELBO's log-probabilities and guidance, the guidance of "
+    "greedy_rule=llada; confidence and Dream scoring have no official code to follow and ignore it")
 
 # How ``loglikelihood`` scores a continuation (a task's ``metadata.illada``, ``--scoring``).
 SCORING: tuple[Setting, ...] = (
@@ -82,7 +88,12 @@ SCORING: tuple[Setting, ...] = (
     Setting("mc_num", int, 128, "ELBO draws (a one-token continuation takes one exact pass)", minimum=1),
     Setting("mc_batch_size", int, 32, "ELBO draws stratified together (LLaDA's mini-batch)", minimum=1),
     _CFG_SCALE,
-    Setting("greedy", bool, True, "compute lm-eval's is_greedy under ELBO scoring (one extra pass)"),
+    Setting("greedy", bool, True, "compute lm-eval's is_greedy (false: always false, as LLaDA's "
+            "is_check_greedy=False; extra passes, except greedy_rule=reveal under confidence scoring)"),
+    Setting("greedy_rule", str, "reveal", "is_greedy's rule: reveal (the continuation's tokens revealed most "
+            "probable first, each the model's top token; free under confidence scoring) or llada (LLaDA's: "
+            "free greedy decoding, one token per step, reproduces the continuation)", choices=("reveal", "llada")),
+    _OFFICIAL_NUMERICS,
 )
 
 # How ``generate_until`` decodes (``model_args`` defaults, then each request's generation_kwargs).
@@ -101,8 +112,7 @@ GENERATION: tuple[Setting, ...] = (
     Setting("logits_eos_inf", bool, False, "LLaDA's logits_eos_inf: EOS is never proposed"),
     Setting("confidence_eos_eot_inf", bool, False,
             "LLaDA's confidence_eos_eot_inf: EOS and end-of-turn are revealed last in their block"),
-    Setting("official_numerics", bool, False,
-            "LLaDA's numerics: confidences and guidance in the model's dtype (bfloat16 rounding and its ties)"),
+    _OFFICIAL_NUMERICS,
     Setting("keep_text_after_eos", bool, False,
             "LLaDA's evaluation text (fixed length, LLaDA's sampler): the output is not cut at EOS but decoded "
             "with special tokens, cut at the task's stop strings only, then stripped of special tokens"),
@@ -240,4 +250,4 @@ def settings_help() -> str:
     return "\n".join(["likelihood settings (--scoring, --model-args, a task's metadata.illada):",
                       *map(line, SCORING),
                       "generation settings (--gen-kwargs, --model-args, a task's generation_kwargs):",
-                      *(line(s) for s in GENERATION if s is not _CFG_SCALE)])
+                      *(line(s) for s in GENERATION if s not in SCORING)])

@@ -108,10 +108,12 @@ def illada_metadata(task: Any) -> dict[str, Any]:
 
 def scoring_settings(task: Any) -> dict[str, Any]:
     """The adapter's likelihood settings of a task: its ``metadata.illada`` scoring keys, and
-    whether lm-eval's greedy flag is read (only ``loglikelihood`` tasks' acc reads it)."""
+    whether lm-eval's greedy flag is computed: only where it is read (``loglikelihood`` tasks'
+    acc) and the task does not turn it off (``greedy: false``, as LLaDA's protocol does)."""
     illada = illada_metadata(task)
     settings = {key: illada[key] for key in SCORING_KEYS if illada.get(key) is not None}
-    settings["greedy"] = task.get_config("output_type") == "loglikelihood"
+    # (the value is checked with the other settings, before the model loads)
+    settings["greedy"] = task.get_config("output_type") == "loglikelihood" and settings.get("greedy", True)
     return settings
 
 

@@ -21,6 +21,7 @@ AutoModelForMaskedLM.register(DreamConfig, DreamForMaskedLM, exist_ok=True)
 from ._logits import call_logits, model_device, network_output
 from .dream_likelihood import dream_loglikelihood
 from .dream_sampler import DREAM_ALGS, dream_generate
+from .greedy import llada_is_greedy
 from .likelihood import confidence_score, elbo_loglikelihood, elbo_mask_plan
 from .losses import pretrain_loss, sft_loss, variable_length_sft_loss
 from .masking import MaskedBatch, forward_mask

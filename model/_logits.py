@@ -123,22 +123,27 @@ def selected_logits(
     *,
     cfg_scale: float = 0.0,
     uncond_ids: torch.Tensor | None = None,
+    model_dtype: bool = False,
 ) -> torch.Tensor:
     """Logits at the positions where the boolean ``select [B, L]`` is true, as float32 ``[n, V]``
-    (only those positions are projected by a model that takes ``logits_at``).
+    (only those positions are projected by a model that takes ``logits_at``); with
+    ``model_dtype`` in the dtype the model returned, as LLaDA's code keeps them.
 
     With ``cfg_scale > 0`` the model also sees ``uncond_ids`` (the same canvas with the prompt
     replaced by mask tokens) in the same call, and the result is LLaDA's unsupervised
-    classifier-free guidance ``un + (cfg_scale + 1) * (cond - un)``. Only the selected positions
-    are upcast and combined, so memory stays at one model output.
+    classifier-free guidance ``un + (cfg_scale + 1) * (cond - un)``, taken in the result's dtype.
+    Only the selected positions are upcast and combined, so memory stays at one model output.
     """
+    def as_returned(logits: torch.Tensor) -> torch.Tensor:
+        return logits if model_dtype else logits.float()
+
     if cfg_scale <= 0.0:
-        return call_logits(model, input_ids, attention_mask, select).float()
+        return as_returned(call_logits(model, input_ids, attention_mask, select))
     if uncond_ids is None:
         raise ValueError("cfg_scale > 0 needs uncond_ids (the canvas with the prompt masked)")
     both_ids, both_mask = with_unconditional(input_ids, attention_mask, uncond_ids)
     logits = call_logits(model, both_ids, both_mask, torch.cat([select, select]))
-    return apply_guidance(logits.float(), cfg_scale)
+    return apply_guidance(as_returned(logits), cfg_scale)
 
 
 def with_unconditional(

@@ -121,17 +121,25 @@ class _Pairs:
         prompt_len = self.prompt_lengths[rows][:, None]
         in_prompt = positions < prompt_len
         in_continuation = (positions >= prompt_len) & (positions < total[:, None])
-        attention = (positions < total[:, None]).long()
-        attention = None if bool(attention.all()) else attention.to(device)
         ids = self.ids[rows, :width]
+        attention = _attention_mask(total, width, device)
         return ids.to(device), attention, in_prompt.to(device), in_continuation.to(device)
 
 
-def _sort_longest_first(pairs: _Pairs) -> torch.Tensor:
-    # Longest continuations first so finished rows form a tail; then longest sequences, to
-    # keep padding low within a call.
+def _attention_mask(totals: torch.Tensor, width: int, device: torch.device) -> torch.Tensor | None:
+    """Right padding's attention mask: row ``i`` attends to its first ``totals[i]`` of ``width``
+    columns; None when nothing is padded."""
+    attention = (torch.arange(width)[None, :] < totals[:, None]).long()
+    return None if bool(attention.all()) else attention.to(device)
+
+
+def _chunks_longest_first(pairs: _Pairs, batch_size: int, cfg_scale: float) -> tuple[torch.Tensor, ...]:
+    """Pair indices in chunks of one model call each (a guided pair is two sequences): longest
+    continuations first, so a chunk's finished pairs form a tail; then longest sequences, to keep
+    padding low within a call."""
     key = pairs.continuation_lengths * (pairs.ids.shape[1] + 1) + pairs.total_lengths
-    return torch.argsort(key, descending=True, stable=True)
+    pairs_per_call = max(1, batch_size // 2 if cfg_scale > 0 else batch_size)
+    return torch.argsort(key, descending=True, stable=True).split(pairs_per_call)
 
 
 def _masked_logprob_sums(
@@ -143,9 +151,12 @@ def _masked_logprob_sums(
     mask_id: int,
     cfg_scale: float,
     batch_size: int,
+    model_dtype: bool = False,
 ) -> torch.Tensor:
     """For each row (a pair index and a continuation mask), the sum of log-probabilities of the
-    masked continuation tokens given the rest, float64 ``[n_rows]``."""
+    masked continuation tokens given the rest, float64 ``[n_rows]``. Each log-probability is
+    taken in float32, or with ``model_dtype`` in the logits' own dtype (guidance included) as
+    LLaDA's cross-entropy takes it; the sums are float64 either way."""
     device = model_device(model)
     sums = torch.zeros(len(row_pair), dtype=torch.float64)
     order = torch.argsort(pairs.total_lengths[row_pair], descending=True, stable=True)
@@ -158,7 +169,7 @@ def _masked_logprob_sums(
         noisy = ids.masked_fill(masked, mask_id)
         uncond = noisy.masked_fill(in_prompt, mask_id) if cfg_scale > 0 else None
         logits = selected_logits(
-            model, noisy, attention, masked, cfg_scale=cfg_scale, uncond_ids=uncond
+            model, noisy, attention, masked, cfg_scale=cfg_scale, uncond_ids=uncond, model_dtype=model_dtype
         )
         token_logprobs = torch.log_softmax(logits, dim=-1).gather(1, ids[masked][:, None])[:, 0]
         row_of_token = masked.nonzero()[:, 0].cpu()
@@ -182,6 +193,7 @@ def elbo_loglikelihood(
     mask_sampling: str = "llada",
     batch_size: int = 32,
     pad_id: int | None = None,
+    official_numerics: bool = False,
 ) -> list[float]:
     """LLaDA's Monte Carlo lower bound on ``log p(continuation | prompt)`` for every pair.
 
@@ -195,6 +207,12 @@ def elbo_loglikelihood(
     calls of at most ``batch_size`` sequences (guidance copies included); padded positions hold
     ``pad_id`` (default: ``mask_id``) and are hidden by the attention mask. The same ``seed``
     gives the same numbers, whatever the batch.
+
+    ``official_numerics``: each token's log-probability (and the guidance) in the logits' own
+    dtype, as LLaDA's ``get_loglikelihood`` takes its cross-entropy (in bfloat16 each term is
+    rounded to 8 significant bits); the weighted sum stays float64, where LLaDA's sums a
+    mini-batch in float32 (a difference of float32 rounding only). Default: float32
+    log-probabilities of the upcast logits.
     """
     pairs = _Pairs.build(prompts, continuations, mask_id if pad_id is None else pad_id)
     plans = [
@@ -205,7 +223,8 @@ def elbo_loglikelihood(
         ) if continuation else None
         for prompt, continuation in zip(prompts, continuations)
     ]
-    return _score_mask_plans(model, pairs, plans, mask_id=mask_id, cfg_scale=cfg_scale, batch_size=batch_size)
+    return _score_mask_plans(model, pairs, plans, mask_id=mask_id, cfg_scale=cfg_scale, batch_size=batch_size,
+                             model_dtype=official_numerics)
 
 
 def _score_mask_plans(
@@ -216,10 +235,11 @@ def _score_mask_plans(
     mask_id: int,
     cfg_scale: float,
     batch_size: int,
+    model_dtype: bool = False,
 ) -> list[float]:
     """Each pair's ``sum_r weights[r] * sum_{i masked in r} log p(c_i | rest)`` from its plan
     ``(masks [n, continuation length], weights [n])`` (``None``: scores 0); the rows of all
-    pairs share model calls."""
+    pairs share model calls. ``model_dtype``: as :func:`_masked_logprob_sums`."""
     width = int(pairs.continuation_lengths.max()) if len(pairs.ids) else 0
     row_pair, row_masks, row_weights = [], [], []
     for index, plan in enumerate(plans):
@@ -234,7 +254,7 @@ def _score_mask_plans(
     if len(pair_of_row):
         sums = _masked_logprob_sums(
             model, pairs, pair_of_row, torch.cat(row_masks),
-            mask_id=mask_id, cfg_scale=cfg_scale, batch_size=batch_size,
+            mask_id=mask_id, cfg_scale=cfg_scale, batch_size=batch_size, model_dtype=model_dtype,
         )
         scores.index_add_(0, pair_of_row, torch.cat(row_weights) * sums)
     return scores.tolist()
@@ -268,8 +288,7 @@ def confidence_score(
     device = model_device(model)
     scores = torch.zeros(len(pairs.ids), dtype=torch.float64)
     greedy = torch.ones(len(pairs.ids), dtype=torch.bool)
-    pairs_per_call = max(1, batch_size // 2 if cfg_scale > 0 else batch_size)
-    for chunk in _sort_longest_first(pairs).split(pairs_per_call):
+    for chunk in _chunks_longest_first(pairs, batch_size, cfg_scale):
         chunk_scores, chunk_greedy = _reveal_by_confidence(
             model, pairs, chunk, device, mask_id=mask_id, cfg_scale=cfg_scale
         )
@@ -300,8 +319,7 @@ def _reveal_by_confidence(
         active = int((lengths > step).sum())  # finished pairs form the tail
         width = int(totals[:active].max())
         rows = torch.arange(active, device=device)
-        attention = (torch.arange(width)[None, :] < totals[:active, None]).long()
-        attention = None if bool(attention.all()) else attention.to(device)
+        attention = _attention_mask(totals[:active], width, device)
         current, select = canvas[:active, :width], still_masked[:active, :width]
         uncond = current.masked_fill(in_prompt[:active, :width], mask_id) if cfg_scale > 0 else None
         logits = selected_logits(

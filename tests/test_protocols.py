@@ -61,6 +61,10 @@ def test_protocol_settings_are_those_of_its_sources(name):
         assert (task.mc_num, task.cfg_scale) == (mc_num, cfg), where
         if generation is None:
             assert task.generation_kwargs is None, where
+            # eval_llada.py: cross-entropy in the model's dtype, is_check_greedy=False
+            llada_elbo = name == "llada-base"
+            assert task.scoring_settings.get("official_numerics", False) is llada_elbo, where
+            assert task.scoring_settings.get("greedy", True) is not llada_elbo, where
         else:
             kwargs = task.generation_kwargs
             got = (kwargs["max_gen_toks"], kwargs["block_length"], kwargs["steps"], kwargs["variable_length"])
@@ -175,8 +179,25 @@ def test_protocol_card_json_has_every_setting(capsys):
                 "gen_length", "block_length", "steps", "variable_length", "logits_eos_inf", "confidence_eos_eot_inf",
                 "metric"}
     assert rows and all(required <= set(row) for row in rows)
+    assert {(row["official_numerics"], row["greedy"]) for row in rows if row["scoring"] == "elbo"} == {(True, False)}
     math = next(row for row in rows if row["benchmark"] == "math")
     assert math["dataset"].startswith("EleutherAI/hendrycks_math") and math["gen_length"] == 1024
+
+
+def test_a_task_that_turns_the_greedy_flag_off_gets_no_greedy_passes():
+    from types import SimpleNamespace
+
+    from illada_eval.task_setup import scoring_settings
+
+    def task(output_type, illada):
+        config = SimpleNamespace(metadata={"illada": illada}, output_type=output_type)
+        return SimpleNamespace(config=config, get_config=lambda key: getattr(config, key))
+
+    llada = get_protocol("llada-base").task_for("arc_challenge").scoring_settings
+    assert llada["greedy"] is False and llada["official_numerics"] is True
+    assert scoring_settings(task("loglikelihood", llada))["greedy"] is False
+    assert scoring_settings(task("loglikelihood", {"scoring": "elbo"}))["greedy"] is True
+    assert scoring_settings(task("multiple_choice", {"scoring": "elbo"}))["greedy"] is False  # nobody reads it
 
 
 def test_protocol_card_table_and_unknown_preset(capsys):

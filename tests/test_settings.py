@@ -34,7 +34,16 @@ def test_values_are_parsed_by_their_definition():
 def test_the_backend_takes_every_setting_and_its_own_arguments():
     own = [p for p in inspect.signature(DiffusionLM.__init__).parameters if p not in ("self", "settings")]
     assert model_arg_names() == (*own, *S.BY_NAME)
-    assert S.SCORING_KEYS == ("scoring", "mc_num", "mc_batch_size", "cfg_scale", "greedy")
+    assert S.SCORING_KEYS == ("scoring", "mc_num", "mc_batch_size", "cfg_scale", "greedy", "greedy_rule",
+                              "official_numerics")
+
+
+def test_settings_both_sides_read_are_one_definition_listed_once():
+    for name in ("cfg_scale", "official_numerics"):
+        (scoring,) = [s for s in S.SCORING if s.name == name]
+        (generation,) = [s for s in S.GENERATION if s.name == name]
+        assert scoring is generation, name
+        assert S.settings_help().count(f"  {name}=") == 1, name
 
 
 def test_kv_cache_modes_are_the_samplers():

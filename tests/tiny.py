@@ -170,3 +170,17 @@ def projected_rows(model: ILLaDAForMaskedLM) -> list[int]:
     rows: list[int] = []
     model.lm_head.register_forward_hook(lambda _, inputs, __: rows.append(inputs[0].shape[:-1].numel()))
     return rows
+
+
+def row_by_row(model: ILLaDAForMaskedLM):
+    """The network as a logits callable that runs each row's real tokens alone: its numbers then
+    depend on nothing but the row, so two computations that meet the same rows (batched and
+    padded differently) meet bitwise the same logits, in the network's dtype."""
+    def logits(input_ids, attention_mask=None):
+        out = torch.zeros(*input_ids.shape, model.config.vocab_size, dtype=model.dtype)
+        for row in range(len(input_ids)):
+            real = slice(None) if attention_mask is None else attention_mask[row].bool()
+            out[row, real] = model(input_ids[row, real][None]).logits[0]
+        return out
+
+    return logits

@@ -151,3 +151,18 @@ class TableToy(ToyModel):
     def logits(self, input_ids, real):
         position = (real.long().cumsum(dim=1) - 1).clamp(0, len(self.table) - 1)
         return self.table[position].to(self.dtype)
+
+
+class RuleToy(ToyModel):
+    """Logits from a rule over one sequence's real tokens: ``rule(tokens) -> [len(tokens), V]``
+    (row by row, so batching and padding cannot change them)."""
+
+    def __init__(self, rule, vocab_size: int, mask_id: int, record: bool = False):
+        super().__init__(vocab_size, mask_id, record)
+        self.rule = rule
+
+    def logits(self, input_ids, real):
+        logits = torch.zeros(*input_ids.shape, self.vocab_size, dtype=torch.float64)
+        for row in range(len(input_ids)):
+            logits[row, real[row]] = torch.as_tensor(self.rule(input_ids[row, real[row]]), dtype=torch.float64)
+        return logits
