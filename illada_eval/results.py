@@ -30,7 +30,6 @@ from illada_eval.registry import (
     BENCHMARK_BY_KEY,
     BENCHMARK_BY_NAME,
     BENCHMARKS,
-    DATASETS,
     PROTOCOLS,
     Benchmark,
     TaskProtocol,
@@ -186,7 +185,7 @@ def _published_cell(table: str, model: str, benchmark: str) -> tuple:
     entry = protocol.task_for(bench.key) if protocol and bench else None
     if entry is None:
         return (protocol.name if protocol else None, None, None, None)
-    return (protocol.name, entry.dataset, entry.metric, DATASETS[entry.dataset].split_size(entry.split))
+    return (protocol.name, entry.dataset, entry.metric, entry.size)
 
 
 # ---------------------------------------------------------------- lm-eval run files
@@ -335,8 +334,7 @@ def _scored_everything(entry: TaskProtocol | None, n: int | None, config: dict[s
         return False
     if entry is None or n is None:
         return n is not None
-    size = DATASETS[entry.dataset].split_size(entry.split)
-    return size is None or n >= size
+    return entry.size is None or n >= entry.size
 
 
 def _run_preset(model: str, block: dict[str, Any], published_tables: dict[str, str]) -> str:
