@@ -228,6 +228,12 @@ class TaskProtocol:
     remasking: str | None = None  # a Dream ``alg``: Dream's sampler (None: LLaDA's low-confidence remasking)
     temperature: float = 0.0
     top_p: float | None = None
+    documents: int | None = None  # documents a full run scores, where the task drops some of the split
+
+    @property
+    def size(self) -> int | None:
+        """Documents a full run scores (a run that scored fewer used --limit); None: not known."""
+        return self.documents or DATASETS[self.dataset].split_size(self.split)
 
     @property
     def builds_on_lm_eval_tasks(self) -> bool:
@@ -426,6 +432,17 @@ def _llada_instruct() -> tuple[TaskProtocol, ...]:
                      "mmlu_pro", "test", 0, "OpenCompass mmlu_pro_0shot_cot_gen_08c1de", metric="exact_match,none",
                      gen_length=256, block_length=256, steps=256, extraction="the ANSWER: X line",
                      alias="MMLU-Pro (LLaDA instruct, 0-shot CoT, OpenCompass)", **gen),
+        TaskProtocol("hellaswag", "llada_instruct_hellaswag", "hellaswag/_hellaswag_gen_6faab5_template_yaml",
+                     "hellaswag", "validation", 0, "OpenCompass hellaswag_gen_6faab5 (\"Which ending makes the most sense?\")",
+                     metric="exact_match,none", gen_length=3, block_length=3, steps=3,
+                     extraction="first option letter (OpenCompass first_option_postprocess)",
+                     alias="HellaSwag (LLaDA instruct, OpenCompass)", **gen),
+        # OpenCompass reads ARC-Challenge-Dev.jsonl and drops the questions without four options
+        TaskProtocol("arc_challenge", "llada_instruct_arc_challenge", "arc/_arc_c_gen_1e0de5_template_yaml",
+                     "arc_challenge", "validation", 0, "OpenCompass ARC_c_gen_1e0de5 (four-option questions)",
+                     metric="exact_match,none", gen_length=512, block_length=512, steps=512, documents=295,
+                     extraction="first option letter (OpenCompass first_option_postprocess)",
+                     alias="ARC-Challenge (LLaDA instruct, validation split, OpenCompass)", **gen),
         TaskProtocol("gsm8k", "llada_instruct_gsm8k", "math/_gsm8k_gen_1d7fe4_template_yaml", "gsm8k", "test", 4,
                      "OpenCompass gsm8k_gen_1d7fe4 (4 chat turns)", metric="exact_match,none", gen_length=512,
                      block_length=512, steps=512, confidence_eos_eot_inf=True,
@@ -563,10 +580,18 @@ PROTOCOLS: dict[str, Protocol] = {
                  "LLaDA repository: its OpenCompass fork and dataset configs", _llada_instruct(),
                  unstated={"gsm8k": "which setting gives Table 3's 77.5 (512 in one block gives 69.4, blocks of 8 "
                                     "give 78.6)",
-                           "mmlu_redux": "its OpenCompass config (none is bundled)"},
+                           "mmlu_redux": "its OpenCompass config (none is bundled)",
+                           "gpqa": "its prompt (llada-instruct-prompts.json has none for gpqa_fewshot_gen); "
+                                   "no task (its Hub dataset is gated, too)"},
                  notes=("OpenCompass's LLaDA wrapper decodes the whole canvas with skip_special_tokens=True, so "
                         "text after an EOS is kept; so does this protocol (keep_text_after_eos, no stop strings).",
-                        "MATH in blocks of 64 reproduces Table 3's 42.2; protocols.md's one-block row (512) gives 31.9.")),
+                        "MATH in blocks of 64 reproduces Table 3's 42.2; protocols.md's one-block row (512) gives 31.9.",
+                        "HellaSwag and ARC-C (published in the LLaDA paper only: 74.6 and 88.5) read the splits "
+                        "OpenCompass's configs read: HellaSwag's validation split (10,042), its text preprocessed "
+                        "as lm-eval's hellaswag task does (assumed to be what OpenCompass's hellaswag.jsonl holds; "
+                        "the file is not in the pack); ARC-C's validation split (OpenCompass's "
+                        "ARC-Challenge-Dev.jsonl), not lm-eval's test split, and of its 299 questions the 295 "
+                        "with four options.")),
         Protocol("dream-base", "Dream-7B-Base (iLLaDA paper Table 2)", (("base", "Dream-7B-Base"),), "base",
                  "illada", False, "Dream repository eval scripts (lm-eval, Dream's own sampler and estimator)",
                  _dream_base(),

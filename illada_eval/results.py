@@ -30,7 +30,6 @@ from illada_eval.registry import (
     BENCHMARK_BY_KEY,
     BENCHMARK_BY_NAME,
     BENCHMARKS,
-    DATASETS,
     PROTOCOLS,
     Benchmark,
     TaskProtocol,
@@ -134,6 +133,16 @@ def primary_metric(task_results: dict[str, Any], benchmark: Benchmark | None) ->
     return None
 
 
+def headline_metric(task: str, task_results: dict[str, Any]) -> str | None:
+    """The metric key of a task's table cell: for our tasks the one their protocol shows (an
+    OpenCompass-style ARC-C shows exact_match, not the benchmark's usual acc_norm), else
+    :func:`primary_metric`."""
+    ours = protocol_of_task(task)[1]
+    if ours is not None and ours.metric in task_results:
+        return ours.metric
+    return primary_metric(task_results, benchmark_for_task(task))
+
+
 def _number(value: Any) -> float | None:
     """A finite float, or None for "N/A", null, NaN and the like."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -186,7 +195,7 @@ def _published_cell(table: str, model: str, benchmark: str) -> tuple:
     entry = protocol.task_for(bench.key) if protocol and bench else None
     if entry is None:
         return (protocol.name if protocol else None, None, None, None)
-    return (protocol.name, entry.dataset, entry.metric, DATASETS[entry.dataset].split_size(entry.split))
+    return (protocol.name, entry.dataset, entry.metric, entry.size)
 
 
 # ---------------------------------------------------------------- lm-eval run files
@@ -251,7 +260,7 @@ def load_run(path: Path, root: Path, published_tables: dict[str, str] | None = N
     for task in _reported_tasks(path, results, children):
         entry, bench = results[task], benchmark_for_task(task)
         protocol, ours = _run_protocol(task, config)
-        metric = ours.metric if ours and ours.metric in entry else primary_metric(entry, bench)
+        metric = headline_metric(task, entry)
         name, filter_name = metric.split(",", 1)
         n = _doc_count(task, n_samples, children)
         rows.append(
@@ -294,7 +303,7 @@ def _reported_tasks(path: Path, results: dict[str, Any], children: dict[str, Any
 
     def scored(task: str) -> bool:
         entry = results.get(task)
-        return isinstance(entry, dict) and primary_metric(entry, benchmark_for_task(task)) is not None
+        return isinstance(entry, dict) and headline_metric(task, entry) is not None
 
     def scored_above(task: str, seen: frozenset[str] = frozenset()) -> bool:
         above = [parent for parent in parents.get(task, []) if parent not in seen]
@@ -335,8 +344,7 @@ def _scored_everything(entry: TaskProtocol | None, n: int | None, config: dict[s
         return False
     if entry is None or n is None:
         return n is not None
-    size = DATASETS[entry.dataset].split_size(entry.split)
-    return size is None or n >= size
+    return entry.size is None or n >= entry.size
 
 
 def _run_preset(model: str, block: dict[str, Any], published_tables: dict[str, str]) -> str:

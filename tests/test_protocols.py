@@ -47,7 +47,26 @@ REFERENCE = {
         ("humaneval", "humaneval", 0, "generation", None, None, (1024, 1024, 1024, False), None),
         ("mbpp", "mbpp", 3, "generation", None, None, (1024, 1024, 1024, False), None),
     ],
+    # LLaDA-8B-Instruct: OpenCompass configs, one block of gen_length with one token per step (MATH:
+    # the block-diffusion row, 512 in blocks of 64, which gives Table 3's 42.2)
+    "llada-instruct": [
+        ("mmlu", "mmlu", 5, "generation", None, None, (3, 3, 3, False), "exact_match,none"),
+        ("mmlu_pro", "mmlu_pro", 0, "generation", None, None, (256, 256, 256, False), "exact_match,none"),
+        ("hellaswag", "hellaswag", 0, "generation", None, None, (3, 3, 3, False), "exact_match,none"),
+        ("arc_challenge", "arc_challenge", 0, "generation", None, None, (512, 512, 512, False), "exact_match,none"),
+        ("gsm8k", "gsm8k", 4, "generation", None, None, (512, 512, 512, False), "exact_match,none"),
+        ("math", "hendrycks_math", 0, "generation", None, None, (512, 64, 512, False), "exact_match,none"),
+        ("humaneval", "humaneval", 0, "generation", None, None, (512, 512, 512, False), "pass@1,none"),
+        ("mbpp", "mbpp", 3, "generation", None, None, (256, 256, 256, False), "pass@1,none"),
+    ],
 }
+
+# protocols.md, LLaDA-8B-Instruct table: benchmark -> (logits_eos_inf, confidence_eos_eot_inf); and
+# the split each OpenCompass config reads
+LLADA_INSTRUCT_EOS = {"mmlu": (False, False), "mmlu_pro": (False, False), "hellaswag": (False, False),
+                      "arc_challenge": (False, False), "gsm8k": (False, True), "math": (False, True),
+                      "humaneval": (True, False), "mbpp": (False, True)}
+LLADA_INSTRUCT_SPLITS = {"hellaswag": "validation", "arc_challenge": "validation"}  # the others: test
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
@@ -98,6 +117,20 @@ def test_text_after_eos_is_kept_where_the_columns_own_code_keeps_it(name):
         GenerationSettings(**{key: value for key, value in kwargs.items() if key in GENERATION_NAMES})
     card = protocol_card.card_rows(get_protocol(name))
     assert {row["keep_text_after_eos"] for row in card if row["scoring"] == "generation"} == {TEXT_AFTER_EOS[name]}
+
+
+def test_llada_instruct_eos_options_and_splits_are_those_of_its_configs():
+    protocol = get_protocol("llada-instruct")
+    for task in protocol.tasks:
+        where = f"llada-instruct / {task.benchmark}"
+        assert (task.logits_eos_inf, task.confidence_eos_eot_inf) == LLADA_INSTRUCT_EOS[task.benchmark], where
+        assert task.split == LLADA_INSTRUCT_SPLITS.get(task.benchmark, "test"), where
+        assert task.until == () and protocol.chat_template, where
+    # ARC_c_gen scores the 295 four-option questions of the 299 of ARC-Challenge's validation split
+    assert protocol.task_for("arc_challenge").size == 295 and DATASETS["arc_challenge"].split_size("validation") == 299
+    assert protocol.task_for("hellaswag").size == 10042
+    # GPQA's prompt is not in llada-instruct-prompts.json: no task, and the card says so
+    assert protocol.task_for("gpqa") is None and "gpqa" in protocol.unstated
 
 
 # Dream's scripts (dream.md): (benchmark, shots, scoring, mc_num, (max_new_tokens, temperature) or None)

@@ -171,3 +171,24 @@ def test_run_dates_order_duplicates_not_file_names(tmp_path):
     root = make_results_dir(tmp_path, {"b.json": older, "a.json": newer})
     assert report.main(["-i", str(root)]) == 0
     assert read_csv(root / "leaderboard" / "other.csv")["illada_sanity_mc"]["illada-demo (base)"] == "90.0"
+
+
+def test_llada_instruct_hellaswag_and_arc_runs_are_shown_and_never_compared(tmp_path):
+    # LLaDA-8B-Instruct's HellaSwag and ARC-C are published in the LLaDA paper only: no table row
+    cells = {"llada_instruct_mmlu": ("exact_match,none", 0.655, 0.004, 14042),
+             "llada_instruct_hellaswag": ("exact_match,none", 0.746, 0.004, 10042),
+             "llada_instruct_arc_challenge": ("exact_match,none", 0.885, 0.019, 295)}
+    root = make_results_dir(tmp_path, {"run.json": protocol_run("LLaDA-8B-Instruct", cells)})
+    assert report.main(["-i", str(root)]) == 0
+    instruct = read_csv(root / "leaderboard" / "instruct.csv")
+    assert "HellaSwag" not in instruct and "ARC-C" not in instruct
+    column = "LLaDA-8B-Instruct (run, llada-instruct)"
+    assert (instruct["MMLU"][column], instruct["MMLU"]["Δ vs LLaDA-8B-Instruct"]) == (
+        "65.5", report.format_score(0.0, signed=True))
+    # their cells are run cells among the other tasks, with no difference; ARC-C's 295 four-option
+    # questions are the whole task, so the run is not partial
+    other = read_csv(root / "leaderboard" / "other.csv")
+    assert other["HellaSwag"] == {"Task": "HellaSwag", "LLaDA-8B-Instruct (instruct)": "74.6"}
+    assert other["ARC-C"] == {"Task": "ARC-C", "LLaDA-8B-Instruct (instruct)": "88.5"}
+    markdown = (root / "leaderboard" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "ARC-C ← llada_instruct_arc_challenge [exact_match,none, arc_challenge, n=295]" in markdown

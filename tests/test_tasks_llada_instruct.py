@@ -11,10 +11,12 @@ from lm_eval.evaluator import evaluate
 from lm_eval.tasks import TaskManager
 
 from illada_eval import data
-from illada_eval.registry import MATH_SUBJECTS
+from illada_eval.registry import MATH_SUBJECTS, protocol_of_task
 from illada_eval.checkers.choice import answer_letter, first_option
 from illada_eval.tasks import TASKS_DIR
+from illada_eval.tasks.arc import utils as arc_utils
 from illada_eval.tasks.code import utils as code_utils
+from illada_eval.tasks.hellaswag import utils as hellaswag_utils
 from illada_eval.tasks.lm_eval_prompts import LM_EVAL_TASKS_DIR
 from illada_eval.tasks.math import utils as math_utils
 from illada_eval.tasks.mmlu_pro import utils as mmlu_pro_utils
@@ -28,6 +30,8 @@ from test_tasks import MMLU_PRO_CATEGORIES, CannedLM
 PROTOCOL = {
     "llada_instruct_mmlu": (57, 5, 3, 3, False, False),
     "llada_instruct_mmlu_pro": (14, 0, 256, 256, False, False),
+    "llada_instruct_hellaswag": (1, 0, 3, 3, False, False),
+    "llada_instruct_arc_challenge": (1, 0, 512, 512, False, False),
     "llada_instruct_gsm8k": (1, 4, 512, 512, False, True),
     "llada_instruct_math": (7, 0, 512, 64, False, True),  # blocks of 64: Table 3's 42.2
     "llada_instruct_humaneval": (1, 0, 512, 512, True, False),
@@ -87,6 +91,40 @@ def test_task_follows_the_llada_instruct_protocol(task_manager, offline, name):
         assert gen["do_sample"] is False and gen["temperature"] == 0.0
 
 
+@pytest.mark.parametrize(("name", "split", "documents"), [
+    ("llada_instruct_hellaswag", "validation", 10042),
+    # OpenCompass's ARC_c_gen reads the dev split and drops the 3- and 5-option questions
+    ("llada_instruct_arc_challenge", "validation", 295),
+])
+def test_multiple_choice_tasks_read_opencompass_documents(task_manager, offline, name, split, documents):
+    (task,) = _leaves(task_manager, name).values()
+    assert task.config.validation_split == split and task.config.test_split is None
+    docs = list(task.eval_docs)
+    assert len(docs) == documents
+    # a full run scores as many documents as the registry expects (else it would count as partial)
+    assert protocol_of_task(name)[1].size == documents
+    assert {doc["label" if "hellaswag" in name else "answerKey"] for doc in docs} == set("ABCD")
+
+
+def test_opencompass_documents_keep_its_columns_and_letters():
+    hellaswag = datasets.Dataset.from_list([{
+        "activity_label": "Roof shingle removal", "ctx_a": "A man is sitting on a roof.", "ctx_b": "he",
+        "endings": ["is using wrap [title] to wrap skis.", "b", "c", "d"], "label": "3"}])
+    (doc,) = hellaswag_utils.opencompass_docs(hellaswag)
+    # lm-eval's preprocessing (capitalised ctx_b, "[title]" markers), the activity label dropped
+    assert doc == {"ctx": "A man is sitting on a roof. He", "A": "is using wrap. to wrap skis.", "B": "b", "C": "c",
+                   "D": "d", "label": "D"}
+    arc = datasets.Dataset.from_list([
+        {"id": "x", "question": "Which?", "choices": {"text": ["w", "x", "y", "z"], "label": ["1", "2", "3", "4"]},
+         "answerKey": "3"},
+        {"id": "y", "question": "Three?", "choices": {"text": ["w", "x", "y"], "label": ["A", "B", "C"]},
+         "answerKey": "A"},
+        {"id": "z", "question": "Five?", "choices": {"text": ["v", "w", "x", "y", "z"], "label": list("ABCDE")},
+         "answerKey": "E"}])
+    assert list(arc_utils.opencompass_docs(arc)) == [
+        {"question": "Which?", "textA": "w", "textB": "x", "textC": "y", "textD": "z", "answerKey": "C"}]
+
+
 def test_full_math_reads_every_subject_of_the_hub_set_and_math500_stays_apart(task_manager, offline):
     leaves = _leaves(task_manager, "llada_instruct_math")
     assert sorted(t.config.dataset_kwargs["subset"] for t in leaves.values()) == sorted(MATH_SUBJECTS)
@@ -111,6 +149,12 @@ def test_golden_prompts_hold_opencompass_turns():
     assert mmlu.count("<|user|>\n" + hint + "Q: ") == 1 and mmlu.endswith("\nA: \n<|end of user|>\n<|assistant|>\n")
     gsm8k = (GOLDEN_DIR / "llada_instruct_gsm8k_0.txt").read_text()
     assert gsm8k.count("<|assistant|>\n") == 5 and gsm8k.count("\nThe answer is ") == 4
+    hellaswag = (GOLDEN_DIR / "llada_instruct_hellaswag_0.txt").read_text()
+    assert hellaswag.startswith("<|user|>\nA man is sitting on a roof. He\nQuestion: Which ending makes the most sense?\nA. ")
+    assert hellaswag.endswith("\nYou may choose from 'A', 'B', 'C', 'D'.\nAnswer:\n<|end of user|>\n<|assistant|>\n")
+    arc = (GOLDEN_DIR / "llada_instruct_arc_challenge_0.txt").read_text()
+    assert arc.count("<|user|>\n") == 1 and arc.startswith("<|user|>\nQuestion: Juan and LaKeisha roll")
+    assert arc.endswith("\nD. Record the details of the investigation.\nAnswer:\n<|end of user|>\n<|assistant|>\n")
     mbpp = (GOLDEN_DIR / "llada_instruct_mbpp_0.txt").read_text()
     # the config's last BOT turn ("[BEGIN]\n") is not part of the prompt: the model writes it
     assert mbpp.count("[BEGIN]") == 3 and mbpp.endswith("  \n\n<|end of user|>\n<|assistant|>\n")
@@ -129,6 +173,22 @@ def test_golden_prompts_hold_opencompass_turns():
     # through to the "1." rule, which keeps "D, or maybe A too": the first of "ABCD" in it wins
 ])
 def test_first_option_reads_replies_as_opencompass(reply, expected):
+    assert first_option(reply, "ABCD") == expected
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    # HellaSwag's 3-token replies
+    ("D", "D"), ("D.\n", "D"), ("D\n\n", "D"), (" (B", "B"), ("Ending", ""), ("A man", "A"),
+    # ARC-C's 512-token replies (the whole canvas, text after an EOS included)
+    ("The correct answer is B. Option A is wrong because plants need light.", "B"),
+    ("Plants need light, so A and C fail. Thus the answer is D", "D"),
+    ("Sunlight matters most.\nAnswer: C\nQuestion: Which gas do plants release?\nA. Oxygen", "C"),
+    # " B " matches a rule whose group is the space, so it falls through to the cushion: the first
+    # option letter anywhere, the "A" of "All"
+    ("All of these could matter, but B fits best.", "A"),
+    ("答案是C。", "C"),
+])
+def test_first_option_on_hellaswag_and_arc_replies(reply, expected):
     assert first_option(reply, "ABCD") == expected
 
 
@@ -220,6 +280,10 @@ SCORING_CASES = {
     "llada_instruct_humaneval": (
         lambda d: f"Here:\n```python\n{d['prompt']}{d['canonical_solution']}```\nFor example:\n```python\nprint(0)\n```",
         lambda d: "```python\ndef nothing():\n    pass\n```"),
+    "llada_instruct_hellaswag": (lambda d: d["label"] + ".\n", lambda d: "ABCD"[("ABCD".index(d["label"]) + 1) % 4]),
+    "llada_instruct_arc_challenge": (
+        lambda d: f"The correct answer is {d['answerKey']}. The others do not fit.",
+        lambda d: f"The correct answer is {'ABCD'[('ABCD'.index(d['answerKey']) + 3) % 4]}."),
     "llada_instruct_mbpp": (lambda d: f"[BEGIN]\n '{d['code']}' \n[DONE] \n\n Next, more text",
                             lambda d: "[BEGIN]\n 'def nothing():\n    pass' \n[DONE]"),
     # the iLLaDA protocol's MMLU: letters in the forms replies take
