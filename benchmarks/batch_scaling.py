@@ -4,6 +4,8 @@ On the demo model and the held-out sanity docs:
 - generation: the sanity generation task's settings (variable length, blocks of 8, at most 16
   tokens, stop at a newline), prompts sorted by length (as the adapter's batches are) and given
   to ``generate`` in chunks of the batch size;
+- fast generation: the same prompts at 256/32 with our fast paths (variable length, threshold
+  0.9, dual cache), where a block takes as many steps as its slowest row;
 - confidence: every option of the sanity multiple-choice questions, ``batch_size`` pairs per call;
 - ELBO: the same options with ``--mc-num`` draws (LLaDA's estimator), ``batch_size`` rows per call.
 A request is one prompt (generation) or one (prompt, option) pair (scoring). Each timing is the
@@ -35,11 +37,18 @@ def workloads(model, tokenizer, docs: list[dict], mc_num: int) -> dict:
     newline = tokenizer.encode("\n")
     by_length = sorted(prompts, key=len, reverse=True)  # little padding within a batch
 
-    def generation(batch: int) -> list[list[int]]:
+    def generate_in_chunks(batch: int, **settings) -> list[list[int]]:
         return [tokens for start in range(0, len(by_length), batch)
                 for tokens in generate(model, by_length[start:start + batch], mask_id=mask_id,
-                                       gen_length=16, block_length=8, steps=16, variable_length=True,
-                                       eos_id=tokenizer.eos_token_id, stop=[newline]).tokens]
+                                       variable_length=True, eos_id=tokenizer.eos_token_id,
+                                       **settings).tokens]
+
+    def generation(batch: int) -> list[list[int]]:
+        return generate_in_chunks(batch, gen_length=16, block_length=8, steps=16, stop=[newline])
+
+    def fast_generation(batch: int) -> list[list[int]]:
+        return generate_in_chunks(batch, gen_length=256, block_length=32, steps=256, threshold=0.9,
+                                  kv_cache="dual")
 
     def confidence(batch: int) -> list[float]:
         return confidence_score(model, pair_prompts, options, mask_id=mask_id, batch_size=batch)
@@ -48,8 +57,9 @@ def workloads(model, tokenizer, docs: list[dict], mc_num: int) -> dict:
         return elbo_loglikelihood(model, pair_prompts, options, mask_id=mask_id, mc_num=mc_num,
                                   batch_size=batch)
 
-    return {"generation": (len(prompts), generation), "confidence": (len(options), confidence),
-            f"ELBO {mc_num}": (len(options), elbo)}
+    return {"generation": (len(prompts), generation),
+            "fast generation 256/32": (len(prompts), fast_generation),
+            "confidence": (len(options), confidence), f"ELBO {mc_num}": (len(options), elbo)}
 
 
 def same_outputs(a, b) -> bool:
@@ -87,11 +97,11 @@ def main() -> None:
 
     rate_header = "".join(f"{f'req/s b={b}':>12}" for b in BATCH_SIZES)
     ratio_header = "".join(f"{f'× b={b}':>9}" for b in BATCH_SIZES[1:])
-    print(f"{'workload':<12}{'requests':>9}{rate_header}{ratio_header}{'same as b=1':>13}")
+    print(f"{'workload':<24}{'requests':>9}{rate_header}{ratio_header}{'same as b=1':>13}")
     for name, row in rows.items():
         rates = [row["batches"][b]["requests_per_s"] for b in BATCH_SIZES]
         same = all(row["batches"][b]["same_as_batch_1"] for b in BATCH_SIZES)
-        print(f"{name:<12}{row['requests']:>9}{''.join(f'{r:>12.1f}' for r in rates)}"
+        print(f"{name:<24}{row['requests']:>9}{''.join(f'{r:>12.1f}' for r in rates)}"
               f"{''.join(f'{r / rates[0]:>9.1f}' for r in rates[1:])}{'yes' if same else 'no':>13}")
     print("× = requests/s at that batch / requests/s at batch 1; fastest of "
           f"{args.repeats} runs each")
