@@ -19,6 +19,7 @@ only: its accuracy means nothing), meant for a GPU in bfloat16 (``benchmarks/gpu
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
@@ -84,9 +85,16 @@ def print_table(rows: dict[str, dict]) -> None:
               + "".join(f"{row[f'x_{b}']:>13.1f}{row[f'accuracy_vs_{b}']:>+7.1f}" for b in bases))
 
 
-def run_configs(model, tokenizer, prompts, answers, configs, modes, repeats=1) -> dict:
+def run_configs(model, tokenizer, prompts, answers, configs, modes, repeats=1,
+                deadline: float | None = None) -> dict:
+    """Every mode at every ``gen_length/block_length`` config, in order. A config not started by
+    ``deadline`` (a ``time.perf_counter()`` value) is skipped, so a run with a time budget ends
+    with the configs it finished."""
     results = {}
     for config in configs:
+        if deadline is not None and time.perf_counter() > deadline:
+            print(f"\n{config}: skipped, the time budget is spent")
+            continue
         gen_length, block_length = map(int, config.split("/"))
         print(f"\ngen_length {gen_length}, block {block_length}")
         for name in modes:  # warm-up: first calls of a shape pay for allocations

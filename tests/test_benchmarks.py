@@ -145,9 +145,22 @@ def test_gpu_run_smoke_mode_writes_its_results(tmp_path, monkeypatch):
     assert set(calls) == {"exact", "prefix", "dual"}
     assert all(call["identical_tokens"] for call in calls.values())
     assert calls["exact"]["block"]["flops"] < calls["exact"]["full"]["flops"]
-    assert set(results["generation"]) == {"8/8", "16/8"}
+    assert set(results["generation"]) == {"8/8", "16/8"} and results["settings"]["skipped_configs"] == []
     for rows in results["generation"].values():
         assert set(rows) == {"reference", "Fast-dLLM", "ours"}
         assert rows["reference"]["x_reference"] == pytest.approx(1.0)
         assert rows["Fast-dLLM"]["x_Fast-dLLM"] == pytest.approx(1.0)
         assert rows["ours"]["nfe"] <= rows["reference"]["nfe"]
+
+
+def test_gpu_run_starts_no_generation_config_after_its_time_budget(tmp_path, monkeypatch):
+    import gpu_run
+
+    output = tmp_path / "gpu_run.json"
+    monkeypatch.setattr(sys, "argv", ["gpu_run.py", "--smoke", "--allow-load", "--budget-s", "0",
+                                      "--output", str(output)])
+    gpu_run.main()
+    results = json.loads(output.read_text())
+    assert results["generation"] == {}
+    assert results["settings"]["skipped_configs"] == ["8/8", "16/8"]
+    assert set(results["step_cost"]["calls"]) == {"exact", "prefix", "dual"}  # measured before the budget applies
