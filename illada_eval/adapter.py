@@ -501,10 +501,11 @@ class DiffusionLM(TemplateLM):
         common = dict(mask_id=self.mask_id, cfg_scale=settings.cfg_scale, batch_size=self.batch_size,
                       pad_id=self.mask_id)
         greedy = [False] * len(contexts)
-        if settings.scoring == "confidence" or (settings.greedy and settings.greedy_rule == "reveal"):
+        reveal_flags = settings.greedy and settings.greedy_rule == "reveal"
+        if settings.scoring == "confidence" or reveal_flags:
             # the reveal rule's flag comes with the confidence score
             confident = confidence_score(self._model, contexts, continuations, return_greedy=True, **common)
-            if settings.greedy and settings.greedy_rule == "reveal":
+            if reveal_flags:
                 greedy = [flag for _, flag in confident]
         if settings.greedy and settings.greedy_rule == "llada":
             greedy = llada_is_greedy(self._model, contexts, continuations,

@@ -133,14 +133,14 @@ def primary_metric(task_results: dict[str, Any], benchmark: Benchmark | None) ->
     return None
 
 
-def headline_metric(task: str, task_results: dict[str, Any]) -> str | None:
-    """The metric key of a task's table cell: for our tasks the one their protocol shows (an
-    OpenCompass-style ARC-C shows exact_match, not the benchmark's usual acc_norm), else
-    :func:`primary_metric`."""
-    ours = protocol_of_task(task)[1]
+def headline_metric(task_results: dict[str, Any], ours: TaskProtocol | None,
+                    benchmark: Benchmark | None) -> str | None:
+    """The metric key of a task's table cell: for our tasks (``ours``, the registry entry) the
+    one their protocol shows (an OpenCompass-style ARC-C shows exact_match, not the benchmark's
+    usual acc_norm), else :func:`primary_metric`."""
     if ours is not None and ours.metric in task_results:
         return ours.metric
-    return primary_metric(task_results, benchmark_for_task(task))
+    return primary_metric(task_results, benchmark)
 
 
 def _number(value: Any) -> float | None:
@@ -260,7 +260,7 @@ def load_run(path: Path, root: Path, published_tables: dict[str, str] | None = N
     for task in _reported_tasks(path, results, children):
         entry, bench = results[task], benchmark_for_task(task)
         protocol, ours = _run_protocol(task, config)
-        metric = headline_metric(task, entry)
+        metric = headline_metric(entry, ours, bench)
         name, filter_name = metric.split(",", 1)
         n = _doc_count(task, n_samples, children)
         rows.append(
@@ -303,7 +303,8 @@ def _reported_tasks(path: Path, results: dict[str, Any], children: dict[str, Any
 
     def scored(task: str) -> bool:
         entry = results.get(task)
-        return isinstance(entry, dict) and headline_metric(task, entry) is not None
+        return (isinstance(entry, dict)
+                and headline_metric(entry, protocol_of_task(task)[1], benchmark_for_task(task)) is not None)
 
     def scored_above(task: str, seen: frozenset[str] = frozenset()) -> bool:
         above = [parent for parent in parents.get(task, []) if parent not in seen]
